@@ -1,0 +1,56 @@
+"""Memory is O(b·n) (never b·n·d) and the latent ops ignore the caller's autocast/TF32 settings."""
+
+from __future__ import annotations
+
+import torch
+
+from lzn_lightning.latent import compute_latent, trace_back
+
+
+def _saved_bytes(fn) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Total and largest bytes autograd saves for backward while running fn()."""
+    sizes: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        sizes.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(sizes), max(sizes)
+
+
+def test_backward_saves_no_bn_blocks_and_nothing_steps_times_bn() -> None:
+    b = n = 512
+    d = 16
+    anchors = torch.randn(n, d, requires_grad=True)
+    noise = torch.randn(b, d)
+    for steps in (5, 40):
+        total, largest = _saved_bytes(lambda: compute_latent(anchors, anchors, noise, steps=steps, solver="dpm++"))
+        # Only [b, d]/[n, d] states and vectors are kept: far below one [b, n] block (1 MiB here) ...
+        assert largest <= 4 * b * d
+        # ... and what grows with steps is O(steps·b·d), never O(steps·b·n).
+        assert total <= steps * 16 * b * d * 4
+
+
+def test_latent_ops_run_float32_under_bf16_autocast() -> None:
+    anchors = torch.randn(64, 8)
+    noise = torch.randn(64, 8)
+    ref = compute_latent(anchors, anchors, noise, steps=10, solver="dpm++")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = compute_latent(anchors.bfloat16(), anchors.bfloat16(), noise, steps=10, solver="dpm++")
+        point, logp = trace_back(out, anchors, steps=10, targets=torch.zeros(64, dtype=torch.long))
+    assert out.dtype == torch.float32 and point.dtype == torch.float32 and logp is not None
+    assert logp.dtype == torch.float32
+    # bf16 only rounds the inputs; the flow itself is float32
+    assert torch.allclose(out, compute_latent(anchors.bfloat16().float(), anchors.bfloat16().float(), noise, 10, "dpm++"))
+    assert (out - ref).abs().max() < 0.1
+
+
+def test_matmul_precision_setting_is_restored() -> None:
+    torch.set_float32_matmul_precision("medium")
+    try:
+        compute_latent(torch.randn(4, 3), torch.randn(4, 3), torch.randn(4, 3), steps=2)
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision("highest")
