@@ -1,1 +1,20 @@
-"""lzn-lightning."""
+"""lzn-lightning: Latent Zoning Networks on PyTorch Lightning."""
+
+from lzn_lightning.config import AlignConfig, FlowConfig
+from lzn_lightning.latent import alignment_loss, compute_latent, trace_back, velocity
+from lzn_lightning.modality import Modality
+from lzn_lightning.module import LZNLightningModule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlignConfig",
+    "FlowConfig",
+    "LZNLightningModule",
+    "Modality",
+    "__version__",
+    "alignment_loss",
+    "compute_latent",
+    "trace_back",
+    "velocity",
+]

@@ -1,0 +1,241 @@
+"""Images: an anchor encoder and an optional latent-conditioned rectified-flow decoder."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from lzn_lightning.modality import Modality
+from lzn_lightning.nets import AnchorTower, LatentUNet, TimmAnchorEncoder, rf_loss, rf_sample
+
+
+class ImageModality(Modality):
+    """Images in [-1, 1], layout [B, C, H, W].
+
+    The encoder maps an image to its anchor: ``encoder="tower"`` is the multi-scale convolutional tower of the
+    generation recipes (a head on every feature map, summed); any other name is a timm backbone (e.g.
+    ``resnet50``, GroupNorm) plus a 2-layer projection head, as in the representation recipes. The optional
+    decoder is a rectified-flow U-Net whose time embedding also takes the LZN latent (and a one-hot label when
+    ``num_classes > 0``), trained with the RF velocity loss.
+
+    Args:
+        channels: Image channels.
+        size: Image height and width.
+        encoder: ``"tower"``, ``"none"`` (no encoder: plain RF baseline) or a timm model name.
+        encoder_width: Base channels of the tower.
+        encoder_ch_mult: Channel multipliers per resolution of the tower.
+        encoder_blocks: Residual blocks per resolution of the tower.
+        head_channels: 1x1-conv channels of each tower head.
+        head_hidden: Hidden width of each tower head, or of the timm projection head.
+        head_min_resolution: Smallest feature-map resolution of the tower that gets a head.
+        head_max_resolution: Largest feature-map resolution of the tower that gets a head (None: all). The
+            256-px reference encoders keep heads only at 64..4 px.
+        small_input: For timm ResNets: 3x3 stride-1 stem without max-pool (images of 32 px or less).
+        encoder_dropout: Dropout in the tower.
+        encoder_lr: Learning rate of the encoder.
+        decoder: Whether to build the RF decoder.
+        decoder_width: Base channels of the U-Net.
+        decoder_ch_mult: Channel multipliers per resolution of the U-Net.
+        decoder_blocks: Residual blocks per resolution of the U-Net.
+        attn_resolutions: Resolutions with self-attention in the U-Net.
+        decoder_dropout: Dropout in the U-Net.
+        decoder_lr: Learning rate of the decoder.
+        latent_conditioning: Condition the decoder on the LZN latent (False = plain RF baseline).
+        num_classes: If > 0, the decoder is also conditioned on the one-hot label of ``label_field``.
+        label_field: Batch field holding the labels the decoder is conditioned on.
+        sample_steps: Euler steps of the RF sampler used by ``decode`` (``sample_method="rk45"`` is adaptive).
+        sample_method: ``"euler"`` or ``"rk45"``.
+    """
+
+    kind: ClassVar[str] = "instance"
+
+    def __init__(
+        self,
+        channels: int = 1,
+        size: int = 8,
+        encoder: str = "tower",
+        encoder_width: int = 32,
+        encoder_ch_mult: tuple[int, ...] = (1, 2),
+        encoder_blocks: int = 1,
+        head_channels: int = 20,
+        head_hidden: int = 200,
+        head_min_resolution: int = 1,
+        head_max_resolution: int | None = None,
+        small_input: bool = True,
+        encoder_dropout: float = 0.0,
+        encoder_lr: float = 1e-3,
+        decoder: bool = True,
+        decoder_width: int = 32,
+        decoder_ch_mult: tuple[int, ...] = (1, 2),
+        decoder_blocks: int = 1,
+        attn_resolutions: tuple[int, ...] = (),
+        decoder_dropout: float = 0.0,
+        decoder_lr: float = 1e-3,
+        latent_conditioning: bool = True,
+        num_classes: int = 0,
+        label_field: str = "label",
+        sample_steps: int = 20,
+        sample_method: str = "euler",
+    ) -> None:
+        super().__init__()
+        if encoder == "none" and not decoder:
+            raise ValueError("ImageModality with encoder='none' and decoder=False has nothing to train")
+        if sample_method not in ("euler", "rk45"):
+            raise ValueError(f"sample_method must be 'euler' or 'rk45', got {sample_method!r}")
+        self.channels, self.size = channels, size
+        self.encoder_name = encoder
+        self.encoder_lr, self.decoder_lr = encoder_lr, decoder_lr
+        self.want_decoder = decoder
+        self.latent_conditioning = latent_conditioning
+        self.num_classes = num_classes
+        self.label_field = label_field
+        self.sample_steps, self.sample_method = sample_steps, sample_method
+
+    def build(self, latent_dim: int) -> None:
+        """Create the encoder and decoder for a latent of size ``latent_dim``."""
+        super().build(latent_dim)
+        a = self.init_args
+        self.encoder: torch.nn.Module | None
+        if self.encoder_name == "none":
+            self.encoder = None
+        elif self.encoder_name == "tower":
+            self.encoder = AnchorTower(
+                self.channels,
+                self.size,
+                latent_dim,
+                width=a["encoder_width"],
+                ch_mult=tuple(a["encoder_ch_mult"]),
+                num_res_blocks=a["encoder_blocks"],
+                head_channels=a["head_channels"],
+                head_hidden=a["head_hidden"],
+                head_min_resolution=a["head_min_resolution"],
+                head_max_resolution=a["head_max_resolution"],
+                dropout=a["encoder_dropout"],
+            )
+        else:
+            self.encoder = TimmAnchorEncoder(
+                self.encoder_name,
+                channels=self.channels,
+                out_dim=latent_dim,
+                head_hidden=a["head_hidden"],
+                small_input=a["small_input"],
+            )
+        self.decoder = (
+            LatentUNet(
+                self.channels,
+                self.size,
+                latent_dim,
+                num_classes=self.num_classes,
+                width=a["decoder_width"],
+                ch_mult=tuple(a["decoder_ch_mult"]),
+                num_res_blocks=a["decoder_blocks"],
+                attn_resolutions=tuple(a["attn_resolutions"]),
+                dropout=a["decoder_dropout"],
+                latent_conditioning=self.latent_conditioning,
+            )
+            if self.want_decoder
+            else None
+        )
+
+    @property
+    def has_encoder(self) -> bool:
+        """Whether this image modality produces anchors."""
+        return self.encoder is not None
+
+    def check_field(self, x: Tensor, name: str) -> None:
+        """Images must be float [B, channels, size, size]."""
+        expected = (self.channels, self.size, self.size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"field {name!r}: ImageModality expects images [B, {self.channels}, {self.size}, {self.size}], "
+                f"got {tuple(x.shape)}; set model.modalities.<image>.init_args.channels/size to match the data"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"field {name!r}: images must be float in [-1, 1], got {x.dtype}")
+
+    def check_datamodule(self, datamodule: Any, name: str) -> None:
+        """The datamodule's ``image_shape`` must be (channels, size, size)."""
+        shape = getattr(datamodule, "image_shape", None)
+        expected = (self.channels, self.size, self.size)
+        if shape is not None and tuple(shape) != expected:
+            raise ValueError(
+                f"model.modalities.{name} expects images {expected} but the data gives {tuple(shape)}; set "
+                f"model.modalities.{name}.init_args.channels={shape[0]} and size={shape[-1]}"
+            )
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Anchors [B, d]."""
+        if self.encoder is None:
+            raise RuntimeError("this ImageModality was built with encoder='none'")
+        return self.encoder(x)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The representation: the pre-head feature for timm backbones, the anchor for the tower."""
+        if isinstance(self.encoder, TimmAnchorEncoder):
+            return self.encoder.features(x)
+        return self.encode(x)
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether the RF decoder exists."""
+        return self.decoder is not None
+
+    def _labels(self, batch: dict[str, Tensor] | None, labels: Tensor | None) -> Tensor | None:
+        if self.num_classes <= 0:
+            return None
+        if labels is None and batch is not None:
+            if self.label_field not in batch:
+                raise ValueError(
+                    f"the image decoder is label-conditioned (num_classes={self.num_classes}) but the batch has "
+                    f"no {self.label_field!r} field"
+                )
+            labels = batch[self.label_field]
+        if labels is None:
+            raise ValueError(f"this image decoder is conditioned on labels (num_classes={self.num_classes})")
+        return labels.long()
+
+    def decoder_loss(
+        self, x: Tensor, latent: Tensor | None, batch: dict[str, Tensor], generator: torch.Generator | None
+    ) -> Tensor:
+        """Rectified-flow velocity loss with the decoder conditioned on the latent (lzn_reference.md §3.1)."""
+        assert self.decoder is not None
+        return rf_loss(self.decoder, x, latent, self._labels(batch, None), generator=generator)
+
+    def decode(
+        self,
+        latent: Tensor,
+        labels: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Images [B, C, H, W] in [-1, 1] from latents [B, d] (and labels when label-conditioned)."""
+        if self.decoder is None:
+            raise RuntimeError("this ImageModality has no decoder (decoder=False)")
+        b = latent.shape[0]
+        x0 = torch.randn(b, self.channels, self.size, self.size, generator=generator, device=latent.device)
+        out = rf_sample(
+            self.decoder,
+            x0,
+            latent,
+            self._labels(None, labels),
+            steps=steps or self.sample_steps,
+            method=method or self.sample_method,
+        )
+        return out.clamp(-1.0, 1.0)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """``encoder`` and ``decoder`` groups with their own learning rates."""
+        groups = []
+        if self.encoder is not None:
+            groups.append({"name": "encoder", "params": list(self.encoder.parameters()), "lr": self.encoder_lr})
+        if self.decoder is not None:
+            groups.append({"name": "decoder", "params": list(self.decoder.parameters()), "lr": self.decoder_lr})
+        return groups
+
+    def example_batch(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
+        """Uniform noise images in [-1, 1]."""
+        return torch.rand(batch_size, self.channels, self.size, self.size, generator=generator) * 2 - 1

@@ -1,0 +1,5 @@
+"""``python -m lzn_lightning`` == ``lzn``."""
+
+from lzn_lightning.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Evaluation callbacks (sample grids, FID, linear probe, kNN, zone accuracy, reconstruction)."""

@@ -1,0 +1,152 @@
+"""The Modality plug-in contract: one data type = one subclass (architecture.md §4).
+
+A modality maps its batch field to *anchors* in the shared latent space R^d and, optionally, decodes latents
+back to data. Two kinds exist:
+
+* ``"instance"``: each sample is its own anchor (images, text). Implement :meth:`encode`.
+* ``"categorical"``: a learnable table of K anchors (labels); the field holds indices. Implement
+  :meth:`anchor_table`.
+
+Subclasses take only plain, typed hyperparameters in ``__init__`` (they are recorded automatically, so
+:meth:`spec` can rebuild the module and checkpoints never pickle modules), and create every parameter that
+depends on the latent size in :meth:`build`, which the LZN module calls exactly once.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class Modality(nn.Module):
+    """Base class of every data type plug-in.
+
+    Subclass it, implement ``build`` plus ``encode`` (instance) or ``anchor_table`` (categorical), and, if the
+    type can be generated, ``decoder_loss`` and ``decode``. ``example_batch`` makes synthetic data of the right
+    shape for tests, docs and the synthetic datamodule.
+    """
+
+    kind: ClassVar[str] = "instance"
+    init_args: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        original = cls.__dict__["__init__"]
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def recording_init(self: Modality, *args: Any, **kw: Any) -> None:
+            outermost = not getattr(self, "_recording_init", False)
+            if outermost:
+                object.__setattr__(self, "_recording_init", True)
+            try:
+                original(self, *args, **kw)
+            finally:
+                if outermost:
+                    bound = signature.bind(self, *args, **kw)
+                    bound.apply_defaults()
+                    recorded = {k: v for k, v in bound.arguments.items() if k != "self"}
+                    object.__setattr__(self, "init_args", recorded)
+                    object.__setattr__(self, "_recording_init", False)
+
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latent_dim: int | None = None
+
+    # ----------------------------------------------------------------------------------------------- spec
+    def spec(self) -> dict[str, Any]:
+        """``{"class_path", "init_args"}``: everything needed to rebuild this modality (before ``build``)."""
+        cls = type(self)
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(self.init_args)}
+
+    @staticmethod
+    def from_spec(spec: dict[str, Any] | Modality) -> Modality:
+        """Build a modality from a spec dict (or return an instance unchanged)."""
+        if isinstance(spec, Modality):
+            return spec
+        if not isinstance(spec, dict) or "class_path" not in spec:
+            raise ValueError(f"a modality spec needs a 'class_path' (and optional 'init_args'), got {spec!r}")
+        class_path = spec["class_path"]
+        if "." not in class_path:
+            class_path = f"lzn_lightning.modalities.{class_path}"
+        module_name, _, name = class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"cannot import modality class {spec['class_path']!r}: {err}") from err
+        if not (isinstance(cls, type) and issubclass(cls, Modality)):
+            raise ValueError(f"{spec['class_path']!r} is not a Modality subclass")
+        return cls(**spec.get("init_args", {}))
+
+    # ---------------------------------------------------------------------------------------------- build
+    def build(self, latent_dim: int) -> None:
+        """Create the parameters that depend on the latent size. Called once by the LZN module."""
+        self.latent_dim = latent_dim
+
+    # --------------------------------------------------------------------------------------------- encode
+    def encode(self, x: Tensor) -> Tensor:
+        """Anchors [b, d] for a batch of this field (instance modalities)."""
+        raise NotImplementedError(f"{type(self).__name__} is {self.kind!r} and has no encode()")
+
+    def anchor_table(self) -> Tensor:
+        """The [K, d] table of anchors (categorical modalities)."""
+        raise NotImplementedError(f"{type(self).__name__} is {self.kind!r} and has no anchor_table()")
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The representation used for downstream tasks; defaults to the anchors."""
+        return self.encode(x)
+
+    def preprocess(self, x: Tensor, train: bool) -> Tensor:
+        """Device-side normalisation/augmentation of a batch field, after transfer. Identity by default."""
+        return x
+
+    def check_field(self, x: Tensor, name: str) -> None:
+        """Raise a clear ValueError when a batch field does not fit this modality. Override to add checks."""
+
+    def check_datamodule(self, datamodule: Any, name: str) -> None:
+        """Raise a clear ValueError when the datamodule's data cannot fit this modality (called at fit start).
+
+        Args:
+            datamodule: The trainer's datamodule (e.g. exposes ``image_shape`` and ``num_classes``).
+            name: The modality's key in ``model.modalities`` (for the message).
+        """
+
+    # --------------------------------------------------------------------------------------------- decode
+    @property
+    def has_decoder(self) -> bool:
+        """Whether this modality trains a decoder (has a ``decoder_loss``)."""
+        return False
+
+    def decoder_loss(
+        self, x: Tensor, latent: Tensor, batch: dict[str, Tensor], generator: torch.Generator | None
+    ) -> Tensor:
+        """Loss of the decoder reconstructing ``x`` from its ``latent`` (e.g. rectified flow)."""
+        raise NotImplementedError(f"{type(self).__name__} has no decoder")
+
+    def decode(self, latent: Tensor, **kwargs: Any) -> Tensor:
+        """Data from latents [b, d]."""
+        raise NotImplementedError(f"{type(self).__name__} cannot decode")
+
+    # --------------------------------------------------------------------------------------- optimisation
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups with their own learning rates: ``[{"name", "params", "lr"}]``.
+
+        ``name`` is relative to this modality (e.g. ``"encoder"``); the LZN module prefixes the modality key,
+        and ``freeze_after`` refers to these names (``image.decoder``).
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"name": "all", "params": params, "lr": float(self.init_args.get("lr", 1e-3))}] if params else []
+
+    # --------------------------------------------------------------------------------------------- testing
+    def example_batch(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
+        """A synthetic batch of this field (right shape and dtype)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement example_batch()")

@@ -1,0 +1,346 @@
+"""LZNLightningModule: minibatch latent computation and alignment across the registered modalities.
+
+Orchestration only; the maths lives in :mod:`lzn_lightning.latent`. One training step (architecture.md §5):
+
+1. every instance field of the batch is encoded to anchors; anchors are gathered across ranks with gradients;
+2. the ``latent_from`` field's latents are computed through the field of all gathered anchors;
+3. its modality's decoder loss (if any) is conditioned on those latents;
+4. each ``align`` term traces the source latents back through the target anchors and rewards the right zone.
+
+Optimisation is manual so that the reference behaviours hold under DDP: a non-finite loss or gradient norm skips
+the step on every rank together; one joint gradient clip; per-group learning rates with linear warm-up; frozen
+phases by iteration count (which counts skipped steps too); EMA updates only after real steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+
+from lzn_lightning import distributed as D
+from lzn_lightning.config import AlignConfig, FlowConfig, as_config
+from lzn_lightning.ema import ModalityEMA
+from lzn_lightning.latent import alignment_loss, compute_latent, nearest_anchor, trace_back
+from lzn_lightning.modality import Modality
+
+
+class LZNLightningModule(pl.LightningModule):
+    """A Latent Zoning Network over any set of modalities.
+
+    Args:
+        modalities: Modality plug-ins keyed by name (``{image: {class_path: ImageModality, ...}, ...}``). By
+            default the key is also the batch field the modality reads.
+        latent_dim: Size d of the shared latent space.
+        fields: Extra batch fields read by an existing modality, e.g. ``{image_view2: image}`` for two views.
+        latent_from: Field whose minibatch anchors define each sample's latent (None: no latent, plain decoder).
+        flow: Latent computation settings.
+        align: Latent alignment terms.
+        decoder_weight: Coefficient of the decoder loss of the ``latent_from`` modality.
+        freeze_after: ``{"<modality>.<group>": iteration}``: stop updating that parameter group (and its EMA)
+            from that iteration on, e.g. ``{image.decoder: 60000}``; the group stays in the graph.
+        warmup_steps: Linear learning-rate warm-up from 1/warmup_steps to 1 (0 disables it).
+        grad_clip: Max global gradient norm over all parameters together (0 disables clipping).
+        ema_decay: EMA decay of the modality weights used for evaluation and inference (None disables EMA).
+        eval_flow_noise: Prior-noise scale of the latent flow in validation/test (0: zone centres).
+        seed: Seed of the per-rank generators for prior noise and RF times.
+    """
+
+    def __init__(
+        self,
+        modalities: dict[str, Modality],
+        latent_dim: int = 200,
+        fields: dict[str, str] | None = None,
+        latent_from: str | None = "image",
+        flow: FlowConfig | None = None,
+        align: list[AlignConfig] | None = None,
+        decoder_weight: float = 1.0,
+        freeze_after: dict[str, int] | None = None,
+        warmup_steps: int = 5000,
+        grad_clip: float = 1.0,
+        ema_decay: float | None = 0.9999,
+        eval_flow_noise: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        if not modalities:
+            raise ValueError("model.modalities is empty: register at least one Modality")
+        built = {name: Modality.from_spec(spec) for name, spec in modalities.items()}
+        for modality in built.values():
+            modality.build(latent_dim)
+        self.modalities = nn.ModuleDict(built)
+        self.latent_dim = latent_dim
+        self.field_map: dict[str, str] = {name: name for name in built} | dict(fields or {})
+        self.latent_from = latent_from
+        self.flow: FlowConfig = as_config(flow, FlowConfig) or FlowConfig()
+        self.align: list[AlignConfig] = [as_config(a, AlignConfig) for a in (align or [])]
+        self.decoder_weight = decoder_weight
+        self.freeze_after = dict(freeze_after or {})
+        self.warmup_steps = warmup_steps
+        self.grad_clip = grad_clip
+        self.eval_flow_noise = eval_flow_noise
+        self.seed = seed
+        self._validate()
+        self.ema = ModalityEMA(self.modalities, ema_decay) if ema_decay else None
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        self._generator: torch.Generator | None = None
+        self._ema_active = False
+        # Checkpoints hold specs and plain dicts only, so they load with torch.load(weights_only=True).
+        self.save_hyperparameters(ignore=["modalities", "flow", "align"])
+        self.hparams["modalities"] = {name: m.spec() for name, m in built.items()}
+        self.hparams["flow"] = asdict(self.flow)
+        self.hparams["align"] = [asdict(a) for a in self.align]
+
+    # ------------------------------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        for field, name in self.field_map.items():
+            if name not in self.modalities:
+                raise ValueError(f"fields maps {field!r} to unknown modality {name!r}; known: {list(self.modalities)}")
+        known = sorted(self.field_map)
+        if self.latent_from is not None:
+            if self.latent_from not in self.field_map:
+                raise ValueError(f"latent_from={self.latent_from!r} is not a field; known fields: {known}")
+            if self.modality(self.latent_from).kind != "instance":
+                raise ValueError(f"latent_from={self.latent_from!r} must be an instance modality (e.g. images)")
+        for a in self.align:
+            for role, field in (("source", a.source), ("target", a.target)):
+                if field not in self.field_map:
+                    raise ValueError(f"align {role} {field!r} is not a field; known fields: {known}")
+            if self.modality(a.source).kind != "instance":
+                raise ValueError(f"align source {a.source!r} must be an instance field (its latents are traced back)")
+        groups = {f"{name}.{g['name']}" for name, m in self.modalities.items() for g in m.param_groups()}
+        for key in self.freeze_after:
+            if key not in groups:
+                raise ValueError(f"freeze_after names unknown parameter group {key!r}; groups: {sorted(groups)}")
+
+    def modality(self, field: str) -> Modality:
+        """The modality that reads batch field ``field``."""
+        return self.modalities[self.field_map[field]]  # type: ignore[return-value]
+
+    def setup(self, stage: str) -> None:
+        """Check the data against the model (links cannot reach dict entries, so each modality checks itself)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            return
+        for name, m in self.modalities.items():
+            m.check_datamodule(datamodule, name)  # type: ignore[operator]
+
+    # ------------------------------------------------------------------------------------------ randomness
+    def generator(self) -> torch.Generator:
+        """This rank's generator for prior noise and RF times, seeded from (seed, global rank)."""
+        if self._generator is None or self._generator.device != self.device:
+            self._generator = D.rank_generator(self.seed, D.rank(), self.device)
+        return self._generator
+
+    def prior_noise(self, rows: int, scale: float) -> Tensor:
+        """Prior noise [rows, d] drawn from this rank's generator."""
+        return scale * torch.randn(rows, self.latent_dim, generator=self.generator(), device=self.device)
+
+    # ------------------------------------------------------------------------------------------- the maths
+    def latents_of(self, anchors: Tensor, noise_scale: float) -> Tensor:
+        """Latents of this rank's anchors [b, d] through the field of every rank's anchors (gathered)."""
+        everyone = D.gather_with_grad(anchors)  # [world*b, d]
+        noise = self.prior_noise(anchors.shape[0], noise_scale)
+        return compute_latent(everyone, anchors, noise, self.flow.steps, self.flow.solver, self.flow.eps)
+
+    def losses(self, batch: dict[str, Tensor], train: bool) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Weighted loss terms and (detached) diagnostics for one batch."""
+        missing = [f for f in self._needed_fields() if f not in batch]
+        if missing:
+            raise ValueError(f"batch has no field(s) {missing}; it has {sorted(batch)}")
+        anchors: dict[str, Tensor] = {}
+
+        def anchors_of(field: str) -> Tensor:
+            if field not in anchors:
+                m = self.modality(field)
+                x = batch[field]
+                m.check_field(x, field)
+                anchors[field] = m.encode(m.preprocess(x, train)) if m.kind == "instance" else m.anchor_table()
+            return anchors[field]
+
+        noise_scale = self.flow.noise_scale if train else self.eval_flow_noise
+        losses: dict[str, Tensor] = {}
+        stats: dict[str, Tensor] = {}
+        latents: dict[str, Tensor] = {}
+        if self.latent_from is not None:
+            latents[self.latent_from] = self.latents_of(anchors_of(self.latent_from), noise_scale)
+        for field, name in self.field_map.items():
+            m = self.modalities[name]
+            decodes_here = field == self.latent_from or (self.latent_from is None and field == name)
+            if m.has_decoder and decodes_here and field in batch:  # type: ignore[operator]
+                m.check_field(batch[field], field)
+                z = latents.get(field)
+                losses[f"{field}/decoder"] = self.decoder_weight * m.decoder_loss(  # type: ignore[operator]
+                    batch[field], z, batch, self.generator()
+                )
+        for a in self.align:
+            if a.source not in latents:
+                latents[a.source] = self.latents_of(anchors_of(a.source), noise_scale)
+            z = latents[a.source]
+            target_anchors, targets, log_w = self._zones(a, anchors_of(a.target), batch, train)
+            point, logp = trace_back(z, target_anchors, a.steps, log_w, targets)
+            assert logp is not None
+            losses[f"align/{a.source}->{a.target}"] = a.weight * alignment_loss(logp, a.cutoff, a.form)
+            with torch.no_grad():
+                stats[f"zone_acc/{a.source}->{a.target}"] = (nearest_anchor(point, target_anchors) == targets).float().mean()
+                stats[f"zone_prob/{a.source}->{a.target}"] = logp[-1].exp().mean()
+        if not losses:
+            raise ValueError("nothing to train: no decoder on latent_from and no align terms")
+        return losses, stats
+
+    def _zones(
+        self, a: AlignConfig, local: Tensor, batch: dict[str, Tensor], train: bool
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(zone anchors [n, d], target index per local row [b], optional log weights [n]) for one align term."""
+        m = self.modality(a.target)
+        if m.kind == "categorical":
+            labels = batch[a.target].long()
+            log_w = None
+            if a.class_weights and train:
+                counts = D.global_sum(torch.bincount(labels, minlength=local.shape[0]).float())  # [K]
+                log_w = torch.log(counts / counts.sum())  # absent class -> -inf (zero weight)
+            return local, labels, log_w
+        b = local.shape[0]
+        everyone = D.gather_with_grad(local)  # [world*b, d]
+        targets = D.rank() * b + torch.arange(b, device=local.device)  # this rank's rows of the gathered set
+        return everyone, targets, None
+
+    def _needed_fields(self) -> list[str]:
+        fields = [self.latent_from] if self.latent_from else []
+        for a in self.align:
+            fields += [a.source, a.target]
+        return sorted(set(fields))
+
+    # ------------------------------------------------------------------------------------------ training
+    def _frozen_groups(self) -> set[str]:
+        step = int(self.iteration)
+        return {key for key, at in self.freeze_after.items() if step >= at}
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """One manual optimisation step with the rank-consistent skip rules."""
+        opt = self.optimizers()
+        scheduler = self.lr_schedulers()
+        frozen = self._frozen_groups()
+        losses, stats = self.losses(batch, train=True)
+        total = torch.stack(list(losses.values())).sum()
+        self.iteration += 1  # counts skipped steps too, like the reference's iteration counter
+        if not D.all_ranks_true(torch.isfinite(total).item(), self.device):
+            self.log("train/skipped", 1.0, on_step=True, prog_bar=False)
+            return
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        frozen_names: set[str] = set()
+        for group in opt.param_groups:
+            if group.get("name") in frozen:
+                for p in group["params"]:
+                    p.grad = None
+                frozen_names.add(group["name"])
+        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        max_norm = self.grad_clip if self.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+        if not D.all_ranks_true(torch.isfinite(grad_norm).item(), self.device):
+            opt.zero_grad(set_to_none=True)
+            self.log("train/skipped", 1.0, on_step=True)
+            return
+        opt.step()
+        scheduler.step()  # type: ignore[union-attr]
+        if self.ema is not None:
+            self.ema.update(self.modalities, self._param_names(frozen_names))
+        b = next(iter(batch.values())).shape[0]
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=b)
+        self.log("train/grad_norm", grad_norm.detach(), batch_size=b)
+        for key, value in {**losses, **stats}.items():
+            self.log(f"train/{key}", value.detach(), prog_bar=key.startswith("zone_acc"), batch_size=b)
+
+    def _param_names(self, group_names: set[str]) -> frozenset[str]:
+        """Names (relative to ``self.modalities``) of the parameters in the given optimiser groups."""
+        if not group_names:
+            return frozenset()
+        ids = {id(p) for name, m in self.modalities.items() for g in m.param_groups()
+               if f"{name}.{g['name']}" in group_names for p in g["params"]}
+        return frozenset(n for n, p in self.modalities.named_parameters() if id(p) in ids)
+
+    def configure_optimizers(self) -> Any:
+        """One Adam with a parameter group per (modality, group) at its own learning rate, linear warm-up."""
+        groups = [
+            {"params": g["params"], "lr": g["lr"], "name": f"{name}.{g['name']}"}
+            for name, m in self.modalities.items()
+            for g in m.param_groups()
+        ]
+        opt = torch.optim.Adam(groups)
+        if self.warmup_steps > 0:
+            scheduler: Any = torch.optim.lr_scheduler.LinearLR(
+                opt, start_factor=1.0 / self.warmup_steps, end_factor=1.0, total_iters=self.warmup_steps
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        return {"optimizer": opt, "lr_scheduler": scheduler}
+
+    # ---------------------------------------------------------------------------------------- evaluation
+    @contextlib.contextmanager
+    def ema_weights(self) -> Iterator[None]:
+        """Evaluate with the EMA weights (the live weights before the first EMA update)."""
+        if self.ema is None or self._ema_active:
+            yield
+            return
+        self._ema_active = True
+        try:
+            with self.ema.swapped_into(self.modalities):
+                yield
+        finally:
+            self._ema_active = False
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        losses, stats = self.losses(batch, train=False)
+        b = next(iter(batch.values())).shape[0]
+        total = torch.stack(list(losses.values())).sum()
+        self.log(f"{stage}/loss", total, sync_dist=True, batch_size=b)
+        for key, value in {**losses, **stats}.items():
+            self.log(f"{stage}/{key}", value, sync_dist=True, prog_bar=key.startswith("zone_acc"), batch_size=b)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Losses and zone accuracies with the EMA weights."""
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Losses and zone accuracies with the EMA weights."""
+        self._eval_step(batch, "test")
+
+    def _swap_in(self) -> None:
+        self._ema_ctx = self.ema_weights()
+        self._ema_ctx.__enter__()
+
+    def _swap_out(self) -> None:
+        ctx = getattr(self, "_ema_ctx", None)
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
+            self._ema_ctx = None
+
+    def on_validation_epoch_start(self) -> None:  # noqa: D102
+        self._swap_in()
+
+    def on_validation_epoch_end(self) -> None:  # noqa: D102
+        self._swap_out()
+
+    def on_test_epoch_start(self) -> None:  # noqa: D102
+        self._swap_in()
+
+    def on_test_epoch_end(self) -> None:  # noqa: D102
+        self._swap_out()
+
+    def on_predict_epoch_start(self) -> None:  # noqa: D102
+        self._swap_in()
+
+    def on_predict_epoch_end(self) -> None:  # noqa: D102
+        self._swap_out()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints are written with the live weights in ``state_dict`` (EMA under ``ema.*``)."""
+        if self._ema_active:
+            raise RuntimeError("cannot checkpoint while the EMA weights are swapped in")

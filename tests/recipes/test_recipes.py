@@ -1,0 +1,82 @@
+"""Every recipe parses, documents itself, and trains a few steps on synthetic data through the real `lzn` CLI.
+
+The recipes are globbed, never listed by hand, so a new recipe is tested the moment it exists. The tiny override
+(tests/overrides/tiny.yaml) swaps in synthetic data and shrinks the networks; each recipe keeps its modalities
+and objective.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lzn_lightning import LZNLightningModule
+from lzn_lightning.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+TINY = ROOT / "tests" / "overrides" / "tiny.yaml"
+# The recipes the issue asks for; the glob above is what gets tested, this only proves none went missing.
+REQUIRED = {
+    "digits_gen", "digits_repr", "digits_joint", "mnist_joint", "cifar10_gen", "cifar10_joint",
+    "imagenet_repr", "afhq_cat_gen", "celebahq_gen", "lsun_bedroom_gen",
+}  # fmt: skip
+
+
+def test_every_required_recipe_exists() -> None:
+    assert REQUIRED <= {p.stem for p in RECIPES}
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_header_says_what_it_reproduces(recipe: Path) -> None:
+    header = [line for line in recipe.read_text().splitlines() if line.startswith("#")]
+    text = " ".join(header).lower()
+    assert header and header[0].startswith(f"# {recipe.stem}:")
+    assert "effective batch" in text and "expected" in text or "paper:" in text
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_parses_and_round_trips(recipe: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(recipe), "--print_config"])
+    assert info.value.code == 0
+    dumped = tmp_path / "dumped.yaml"
+    dumped.write_text(capsys.readouterr().out)
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(dumped), "--print_config"])
+    assert info.value.code == 0
+    again = yaml.safe_load(capsys.readouterr().out)
+    assert again == yaml.safe_load(dumped.read_text())
+
+
+def tiny_override(recipe: Path, folder: Path) -> Path:
+    """tests/overrides/tiny.yaml, plus the recipe's other modalities restated by class (a dict given in a later
+    config replaces the earlier dict's entries, so every modality key must appear; their init_args still merge)."""
+    override = yaml.safe_load(TINY.read_text())
+    for key, spec in yaml.safe_load(recipe.read_text())["model"]["modalities"].items():
+        override["model"]["modalities"].setdefault(key, {"class_path": spec["class_path"]})
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return path
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_smoke_run_and_checkpoint_round_trip(recipe: Path, tmp_path: Path) -> None:
+    tiny = tiny_override(recipe, tmp_path)
+    cli = main(["fit", "--config", str(recipe), "--config", str(tiny), f"--trainer.default_root_dir={tmp_path}"])
+    assert cli is not None and cli.trainer.global_step == 2
+    ckpts = sorted(tmp_path.rglob("last.ckpt"))
+    assert ckpts, f"no last.ckpt under {tmp_path}"
+    # Checkpoints hold specs and tensors only: they load without unpickling arbitrary objects.
+    raw = torch.load(ckpts[0], weights_only=True, map_location="cpu")
+    assert "state_dict" in raw and "modalities" in raw["hyper_parameters"]
+    loaded = LZNLightningModule.load_from_checkpoint(ckpts[0], map_location="cpu")
+    model = cli.model.cpu().eval()
+    loaded.eval()
+    images = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.modalities["image"].encode(images), model.modalities["image"].encode(images))
+        assert int(loaded.iteration) == int(model.iteration) == 2

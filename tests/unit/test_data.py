@@ -1,0 +1,385 @@
+"""Datamodules: batch format, splits, per-device batch sizes, missing-data errors (CPU, no network)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import RandomSampler, SequentialSampler
+
+from lzn_lightning.data import (
+    CIFAR10DataModule,
+    DatasetNotFoundError,
+    DigitsDataModule,
+    ImageFolderDataModule,
+    ImageNetDataModule,
+    LZNDataModule,
+    MNIST5kDataModule,
+    SyntheticDataModule,
+    TensorImageDataset,
+    stratified_split,
+)
+from lzn_lightning.data.transforms import blur_kernel_size, two_view_transform
+
+
+def _check_batch(
+    batch: dict[str, torch.Tensor],
+    shape: tuple[int, int, int],
+    batch_size: int,
+    two_views: bool = False,
+    labelled: bool = True,
+    num_classes: int = 10,
+) -> None:
+    keys = {"image"} | ({"image_view2"} if two_views else set()) | ({"label"} if labelled else set())
+    assert set(batch) == keys
+    for key in ("image", "image_view2") if two_views else ("image",):
+        x = batch[key]
+        assert x.dtype == torch.float32
+        assert tuple(x.shape) == (batch_size, *shape)
+        assert x.min() >= -1.0 and x.max() <= 1.0
+        assert x.min() < -0.5 and x.max() > 0.0  # really [-1, 1], not [0, 1]
+    if labelled:
+        y = batch["label"]
+        assert y.dtype == torch.int64 and tuple(y.shape) == (batch_size,)
+        assert 0 <= int(y.min()) and int(y.max()) < num_classes
+    if two_views:
+        assert not torch.equal(batch["image"], batch["image_view2"])
+
+
+# ---------------------------------------------------------------- small tensor datasets
+
+
+@pytest.mark.parametrize("two_views", [False, True])
+def test_digits_batches(two_views: bool) -> None:
+    dm = DigitsDataModule(batch_size=32, eval_batch_size=50, two_views=two_views)
+    assert dm.image_shape == (1, 8, 8) and dm.num_classes == 10
+    dm.setup("fit")
+    _check_batch(next(iter(dm.train_dataloader())), (1, 8, 8), 32, two_views)
+    # Eval views follow two_views by default (the val loss needs image_view2) ...
+    _check_batch(next(iter(dm.val_dataloader())), (1, 8, 8), 50, two_views)
+    _check_batch(next(iter(dm.predict_dataloader())), (1, 8, 8), 50, two_views)
+    # ... or are the single clean image on request.
+    clean = DigitsDataModule(batch_size=32, two_views=two_views, eval_two_views=False)
+    clean.setup("validate")
+    val = next(iter(clean.val_dataloader()))
+    _check_batch(val, (1, 8, 8), 32)
+    assert torch.equal(val["image"], clean.val_dataset.images[:32])  # type: ignore[union-attr]
+
+
+def test_digits_values_match_sklearn() -> None:
+    from sklearn.datasets import load_digits
+
+    dm = DigitsDataModule(two_views=False)
+    dm.setup("test")
+    assert dm.split_indices is not None
+    test_idx = dm.split_indices[2]
+    ds = dm.test_dataset
+    assert isinstance(ds, TensorImageDataset)
+    raw = load_digits()
+    expected = torch.as_tensor(raw.data[test_idx[:5]], dtype=torch.float32).reshape(5, 1, 8, 8) / 16 * 2 - 1
+    assert torch.allclose(torch.stack([ds[i]["image"] for i in range(5)]), expected)
+    assert [int(ds[i]["label"]) for i in range(5)] == raw.target[test_idx[:5]].tolist()
+
+
+@pytest.mark.parametrize(("pad_to_32", "two_views"), [(False, False), (False, True), (True, True)])
+def test_mnist5k_batches(pad_to_32: bool, two_views: bool) -> None:
+    dm = MNIST5kDataModule(batch_size=16, pad_to_32=pad_to_32, two_views=two_views)
+    side = 32 if pad_to_32 else 28
+    assert dm.image_shape == (1, side, side)
+    dm.setup("fit")
+    _check_batch(next(iter(dm.train_dataloader())), (1, side, side), 16, two_views)
+    _check_batch(next(iter(dm.test_dataloader())), (1, side, side), 16, two_views)
+    if pad_to_32:
+        images = dm.test_dataset.images  # type: ignore[union-attr]
+        assert torch.all(images[:, :, :2] == -1.0) and torch.all(images[:, :, :, -2:] == -1.0)
+
+
+@pytest.mark.parametrize(
+    ("dm_cls", "n", "sizes"),
+    [(DigitsDataModule, 1797, (1258, 180, 359)), (MNIST5kDataModule, 5000, (3500, 500, 1000))],
+)
+def test_splits_add_up_disjoint_stratified(dm_cls: type[LZNDataModule], n: int, sizes: tuple) -> None:
+    dm = dm_cls()
+    dm.setup("fit")
+    train, val, test = dm.split_indices  # type: ignore[attr-defined]
+    assert (len(train), len(val), len(test)) == sizes
+    assert len(dm.train_dataset) == sizes[0]  # type: ignore[arg-type]
+    assert len(dm.val_dataset) == sizes[1] and len(dm.test_dataset) == sizes[2]  # type: ignore[arg-type]
+    everything = np.concatenate([train, val, test])
+    assert len(np.unique(everything)) == n == len(everything)
+    # Stratified: every split's class histogram is the overall one, scaled (up to rounding).
+    labels = dm.load_tensors()[1].numpy()  # type: ignore[attr-defined]
+    overall = np.bincount(labels, minlength=10) / n
+    for idx in (train, val, test):
+        counts = np.bincount(labels[idx], minlength=10)
+        assert np.all(np.abs(counts - overall * len(idx)) <= 1.0 + 1e-9)
+    # Deterministic in the seed, different for another seed.
+    again = dm_cls()
+    again.setup("fit")
+    assert all(np.array_equal(a, b) for a, b in zip(dm.split_indices, again.split_indices, strict=True))  # type: ignore[attr-defined]
+    other = dm_cls(seed=1)
+    other.setup("fit")
+    assert not np.array_equal(test, other.split_indices[2])  # type: ignore[attr-defined]
+
+
+def test_stratified_split_unlabelled_and_bad_fractions() -> None:
+    tr, va, te = stratified_split(None, 0.25, 0.25, seed=0, num_samples=20)
+    assert (len(tr), len(va), len(te)) == (10, 5, 5)
+    assert sorted(np.concatenate([tr, va, te]).tolist()) == list(range(20))
+    tr, va, te = stratified_split(np.arange(10) % 2, 0.0, 0.0)
+    assert len(tr) == 10 and len(va) == len(te) == 0
+    with pytest.raises(ValueError, match="val_fraction"):
+        stratified_split(None, 0.6, 0.5, num_samples=10)
+
+
+# ---------------------------------------------------------------- synthetic
+
+
+@pytest.mark.parametrize(
+    ("shape", "two_views"), [((1, 8, 8), False), ((1, 8, 8), True), ((3, 32, 32), True), ((3, 16, 16), False)]
+)
+def test_synthetic_batches(shape: tuple[int, int, int], two_views: bool) -> None:
+    dm = SyntheticDataModule(
+        num_samples=40, image_shape=shape, num_classes=4, batch_size=8, two_views=two_views
+    )
+    dm.setup("fit")
+    _check_batch(next(iter(dm.train_dataloader())), shape, 8, two_views, num_classes=4)
+    _check_batch(next(iter(dm.val_dataloader())), shape, 8, two_views, num_classes=4)
+
+
+def test_synthetic_unlabelled_deterministic_and_learnable() -> None:
+    dm = SyntheticDataModule(num_classes=None)
+    dm.setup()
+    _check_batch(next(iter(dm.train_dataloader())), (1, 8, 8), 16, labelled=False)
+
+    def images(seed: int) -> torch.Tensor:
+        d = SyntheticDataModule(seed=seed, num_samples=200)
+        d.setup()
+        return d.train_dataset.images  # type: ignore[union-attr]
+
+    assert torch.equal(images(0), images(0)) and not torch.equal(images(0), images(1))
+    # Learnable: nearest class mean (from train) classifies the test split.
+    dm = SyntheticDataModule(num_samples=200, num_test_samples=100)
+    dm.setup()
+    tr, te = dm.train_dataset, dm.test_dataset
+    means = torch.stack([tr.images[tr.labels == k].mean(0) for k in range(10)])  # type: ignore[union-attr]
+    dist = torch.cdist(te.images.flatten(1), means.flatten(1))  # type: ignore[union-attr]
+    assert (dist.argmin(1) == te.labels).float().mean() > 0.95  # type: ignore[union-attr]
+
+
+def test_eval_two_views_and_lightning_fit() -> None:
+    import lightning.pytorch as pl
+
+    dm = SyntheticDataModule(two_views=True, eval_two_views=True, batch_size=8)
+    dm.setup()
+    _check_batch(next(iter(dm.val_dataloader())), (1, 8, 8), 8, two_views=True)
+
+    seen: list[set[str]] = []
+
+    class Probe(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(64, 10)
+
+        def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            seen.append(set(batch))
+            return torch.nn.functional.cross_entropy(self.lin(batch["image"].flatten(1)), batch["label"])
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = pl.Trainer(
+        fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(Probe(), SyntheticDataModule(two_views=True, batch_size=8))
+    assert seen == [{"image", "image_view2", "label"}] * 2
+
+
+# ---------------------------------------------------------------- loaders and world size
+
+
+def test_per_device_batch_and_loader_flags() -> None:
+    dm = SyntheticDataModule(num_samples=64, batch_size=16, eval_batch_size=10)
+    dm.trainer = SimpleNamespace(world_size=2)  # type: ignore[assignment]
+    dm.setup("fit")
+    assert dm.per_device_batch_size == 8 and dm.per_device_eval_batch_size == 5
+    train = dm.train_dataloader()
+    assert train.batch_size == 8 and train.drop_last is True and isinstance(train.sampler, RandomSampler)
+    val = dm.val_dataloader()
+    assert val.batch_size == 5 and val.drop_last is False and isinstance(val.sampler, SequentialSampler)
+    assert "8/device x 2" in dm.describe()
+
+    dm.trainer = None
+    assert dm.per_device_batch_size == 16  # standalone: world size 1
+    # drop_last on train: 70 samples, batch 16 -> 4 full batches.
+    dm = SyntheticDataModule(num_samples=70, batch_size=16, num_test_samples=30, eval_drop_last=True)
+    dm.setup()
+    assert [len(b["image"]) for b in dm.train_dataloader()] == [16] * 4
+    assert [len(b["image"]) for b in dm.test_dataloader()] == [16]
+    assert [len(b["image"]) for b in SyntheticDataModule(num_test_samples=30).test_dataloader()] == [16, 14]
+
+
+def test_non_divisible_batch_and_too_small_train_split() -> None:
+    dm = SyntheticDataModule(batch_size=15)
+    dm.trainer = SimpleNamespace(world_size=2)  # type: ignore[assignment]
+    with pytest.raises(ValueError, match=r"batch_size=15.*divisible.*2 devices"):
+        dm.setup("fit")
+    dm = SyntheticDataModule(batch_size=16, eval_batch_size=9)
+    dm.trainer = SimpleNamespace(world_size=2)  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="eval_batch_size=9"):
+        dm.setup("validate")
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        SyntheticDataModule(num_samples=10, batch_size=16).train_dataloader()
+
+
+def test_tensor_dataset_uint8_and_describe() -> None:
+    images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 2, 2).contiguous()
+    ds = TensorImageDataset(images, torch.tensor([3, 4]))
+    assert ds[0]["image"].dtype == torch.float32
+    assert torch.all(ds[0]["image"] == -1.0) and torch.all(ds[1]["image"] == 1.0)
+    assert int(ds[1]["label"]) == 4
+    with pytest.raises(ValueError, match="two_views"):
+        TensorImageDataset(images, None, None, two_views=True)
+    dm = DigitsDataModule()
+    assert "not set up" in dm.describe()
+    dm.setup()
+    assert "digits: train=1258 val=180 test=359" in dm.describe()
+
+
+def test_transforms() -> None:
+    assert blur_kernel_size(224) == 23 and blur_kernel_size(32) == 3 and blur_kernel_size(8) == 3
+    t = two_view_transform(32, channels=3)
+    x = torch.rand(3, 32, 32) * 2 - 1
+    a, b = t(x), t(x)
+    assert type(a) is torch.Tensor and a.shape == (3, 32, 32) and a.dtype == torch.float32
+    assert a.min() >= -1 and a.max() <= 1 and not torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- datasets on disk
+
+
+def _write_pngs(folder: Path, n: int, size: tuple[int, int] = (20, 14), start: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(start)
+    for i in range(n):  # black/white 5x5 blocks: high contrast survives resizing and blur
+        blocks = rng.integers(0, 2, size=(size[1] // 5 + 1, size[0] // 5 + 1, 3), dtype=np.uint8) * 255
+        arr = np.ascontiguousarray(blocks.repeat(5, 0).repeat(5, 1)[: size[1], : size[0]])
+        Image.fromarray(arr).save(folder / f"img_{start + i}.png")
+
+
+def test_missing_datasets_raise_one_clear_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = tmp_path / "nope"
+    cases = [
+        (CIFAR10DataModule(root=str(empty)), "cifar-10-python.tar.gz"),
+        (CIFAR10DataModule(root=str(missing)), "download=True"),
+        (ImageFolderDataModule(root=str(empty)), "contains no image files"),
+        (ImageFolderDataModule(root=str(missing)), "does not exist"),
+        (ImageNetDataModule(root=str(empty)), "valprep"),
+    ]
+    for dm, hint in cases:
+        with pytest.raises(DatasetNotFoundError) as info:
+            dm.setup("fit")
+        msg = str(info.value)
+        assert str(dm.root) in msg and hint in msg  # type: ignore[attr-defined]
+        assert isinstance(info.value, FileNotFoundError)
+    # ImageNet with train/ but a flat val/ still fails clearly.
+    _write_pngs(tmp_path / "inet" / "train" / "n01", 2)
+    _write_pngs(tmp_path / "inet" / "val", 2)
+    with pytest.raises(DatasetNotFoundError, match="no class sub-folders"):
+        ImageNetDataModule(root=str(tmp_path / "inet")).setup("fit")
+
+
+def test_cifar10_from_python_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets.cifar
+    from torchvision.datasets import CIFAR10
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        entry = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+    # Fake files: skip torchvision's md5 checks.
+    monkeypatch.setattr(CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+
+    dm = CIFAR10DataModule(root=str(tmp_path), batch_size=4, two_views=True)
+    dm.setup("fit")
+    train = dm.train_dataset
+    assert isinstance(train, TensorImageDataset) and train.images.dtype == torch.uint8
+    assert train.images.shape == (20, 3, 32, 32) and len(dm.val_dataset) == 4  # type: ignore[arg-type]
+    _check_batch(next(iter(dm.train_dataloader())), (3, 32, 32), 4, two_views=True)
+    _check_batch(next(iter(dm.val_dataloader())), (3, 32, 32), 4, two_views=True)
+    dm = CIFAR10DataModule(root=str(tmp_path), batch_size=4, two_views=True, eval_two_views=False)
+    val = next(iter(dm.val_dataloader()))
+    _check_batch(val, (3, 32, 32), 4)
+    # Same pixels as torchvision's PIL view of the test set.
+    pil = CIFAR10(str(tmp_path), train=False)[0][0]
+    expected = torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.allclose(val["image"][0], expected)
+
+    held_out = CIFAR10DataModule(root=str(tmp_path), val_fraction=0.2, batch_size=4)
+    held_out.setup()
+    assert len(held_out.train_dataset) == 16 and len(held_out.val_dataset) == 4  # type: ignore[arg-type]
+
+
+def test_image_folder_flat(tmp_path: Path) -> None:
+    _write_pngs(tmp_path / "flat", 5)
+    _write_pngs(tmp_path / "flat" / "nested", 3, start=5)  # recursive
+    dm = ImageFolderDataModule(root=str(tmp_path / "flat"), size=8, batch_size=4, val_fraction=0.25)
+    assert dm.num_classes is None and dm.image_shape == (3, 8, 8)
+    dm.setup("fit")
+    assert len(dm.train_dataset) == 6 and len(dm.val_dataset) == 2  # type: ignore[arg-type]
+    _check_batch(next(iter(dm.train_dataloader())), (3, 8, 8), 4, labelled=False)
+    _check_batch(next(iter(dm.val_dataloader())), (3, 8, 8), 2, labelled=False)
+
+    two = ImageFolderDataModule(root=str(tmp_path / "flat"), size=8, batch_size=4, two_views=True)
+    two.setup("fit")
+    assert len(two.val_dataset) == 0  # type: ignore[arg-type]
+    _check_batch(next(iter(two.train_dataloader())), (3, 8, 8), 4, two_views=True, labelled=False)
+
+
+def test_image_folder_class_subfolders(tmp_path: Path) -> None:
+    for k, name in enumerate(["cat", "dog", "wild"]):
+        _write_pngs(tmp_path / "train" / name, 3, start=10 * k)
+        _write_pngs(tmp_path / "val" / name, 1, start=100 + k)
+    dm = ImageFolderDataModule(
+        root=str(tmp_path / "train"), val_root=str(tmp_path / "val"), size=12, batch_size=3, eval_batch_size=3
+    )
+    assert dm.num_classes == 3
+    dm.setup("fit")
+    assert dm.classes == ["cat", "dog", "wild"]
+    batch = next(iter(dm.train_dataloader()))
+    _check_batch(batch, (3, 12, 12), 3, num_classes=3)
+    val = next(iter(dm.val_dataloader()))
+    _check_batch(val, (3, 12, 12), 3, num_classes=3)
+    assert val["label"].tolist() == [0, 1, 2]
+    # Forcing the flat reading ignores the class folders.
+    flat = ImageFolderDataModule(root=str(tmp_path / "train"), size=12, use_labels=False, batch_size=3)
+    flat.setup()
+    assert flat.num_classes is None and "label" not in next(iter(flat.train_dataloader()))
+
+
+def test_imagenet_layout(tmp_path: Path) -> None:
+    for k, wnid in enumerate(["n01", "n02"]):
+        _write_pngs(tmp_path / "train" / wnid, 2, size=(40, 30), start=k)
+        _write_pngs(tmp_path / "val" / wnid, 1, size=(40, 30), start=10 + k)
+    dm = ImageNetDataModule(root=str(tmp_path), size=16, batch_size=4, num_workers=0)
+    assert dm.num_classes == 2 and dm.two_views
+    dm.setup("fit")
+    _check_batch(next(iter(dm.train_dataloader())), (3, 16, 16), 4, two_views=True, num_classes=2)
+    _check_batch(next(iter(dm.val_dataloader())), (3, 16, 16), 2, two_views=True, num_classes=2)
+    single = ImageNetDataModule(root=str(tmp_path), size=16, batch_size=4, two_views=False, num_workers=0)
+    _check_batch(next(iter(single.train_dataloader())), (3, 16, 16), 4, num_classes=2)
+    _check_batch(next(iter(single.val_dataloader())), (3, 16, 16), 2, num_classes=2)
