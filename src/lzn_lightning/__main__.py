@@ -1,5 +1,5 @@
 """``python -m lzn_lightning`` == ``lzn``."""
 
-from lzn_lightning.cli import main
+from lzn_lightning.cli import entry
 
-main()
+entry()

@@ -59,5 +59,10 @@ def main(args: list[str] | None = None) -> LZNCLI | None:
         raise SystemExit(2) from None
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``lzn`` console script (``main`` returns the CLI object, which must not become the exit status)."""
     main()
+
+
+if __name__ == "__main__":
+    entry()
