@@ -30,6 +30,25 @@ class LZNCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]  # noqa: D102
         parser.set_defaults({"trainer.precision": "32-true"})
 
+    def _require_checkpoint(self) -> None:
+        if self.config[self.subcommand].get("ckpt_path") is None:
+            raise ValueError(
+                f"lzn {self.subcommand} evaluates a trained model: pass --ckpt_path "
+                f"(e.g. runs/<recipe>/lightning_logs/version_0/checkpoints/last.ckpt)"
+            )
+
+    def before_validate(self) -> None:
+        """Refuse to evaluate randomly initialised weights."""
+        self._require_checkpoint()
+
+    def before_test(self) -> None:
+        """Refuse to evaluate randomly initialised weights."""
+        self._require_checkpoint()
+
+    def before_predict(self) -> None:
+        """Refuse to predict with randomly initialised weights."""
+        self._require_checkpoint()
+
 
 def main(args: list[str] | None = None) -> LZNCLI | None:
     """Entry point of ``lzn``; returns the CLI object (its ``model``, ``datamodule``, ``trainer``) for callers.

@@ -59,3 +59,11 @@ def test_debug_env_shows_the_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path
     with pytest.raises(ValueError, match="is not a field"):
         main(["fit", "--config", JOINT, *SMALL, '--model.align=[{"source": "image", "target": "x"}]',
               f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_evaluation_needs_a_checkpoint(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--config", JOINT, "--trainer.logger=false"])
+    assert info.value.code == 2
+    assert "--ckpt_path" in capsys.readouterr().err
