@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lzn_lightning.modality import Modality
 from lzn_lightning.nets import AnchorTower, LatentUNet, TimmAnchorEncoder, rf_loss, rf_sample
+from lzn_lightning.nets.blocks import num_groups
 
 
 class ImageModality(Modality):
@@ -32,6 +33,10 @@ class ImageModality(Modality):
         head_min_resolution: Smallest feature-map resolution of the tower that gets a head.
         head_max_resolution: Largest feature-map resolution of the tower that gets a head (None: all). The
             256-px reference encoders keep heads only at 64..4 px.
+        anchor_norm: End the tower with a GroupNorm of the anchors (32 groups of at least 8 dimensions, learnable
+            scale, bias zero-initialised), as the reference's ResNet projection head does. It fixes the anchor
+            scale near that of the N(0, I) latent, which keeps the flow well conditioned when anchors of a class
+            gather; timm encoders always have it.
         small_input: For timm ResNets: 3x3 stride-1 stem without max-pool (images of 32 px or less).
         encoder_dropout: Dropout in the tower.
         encoder_lr: Learning rate of the encoder.
@@ -63,6 +68,7 @@ class ImageModality(Modality):
         head_hidden: int = 200,
         head_min_resolution: int = 1,
         head_max_resolution: int | None = None,
+        anchor_norm: bool = False,
         small_input: bool = True,
         encoder_dropout: float = 0.0,
         encoder_lr: float = 1e-3,
@@ -122,6 +128,13 @@ class ImageModality(Modality):
                 head_hidden=a["head_hidden"],
                 small_input=a["small_input"],
             )
+        self.anchor_norm = (
+            nn.GroupNorm(num_groups(latent_dim, max_groups=32, min_group_size=8), latent_dim)
+            if a["anchor_norm"] and self.encoder_name == "tower"
+            else None
+        )
+        if self.anchor_norm is not None:
+            nn.init.zeros_(self.anchor_norm.bias)
         self.decoder = (
             LatentUNet(
                 self.channels,
@@ -169,7 +182,8 @@ class ImageModality(Modality):
         """Anchors [B, d]."""
         if self.encoder is None:
             raise RuntimeError("this ImageModality was built with encoder='none'")
-        return self.encoder(x)
+        anchors = self.encoder(x)  # [B, d]
+        return self.anchor_norm(anchors) if self.anchor_norm is not None else anchors
 
     def embed(self, x: Tensor) -> Tensor:
         """The representation: the pre-head feature for timm backbones, the anchor for the tower."""
@@ -231,7 +245,9 @@ class ImageModality(Modality):
         """``encoder`` and ``decoder`` groups with their own learning rates."""
         groups = []
         if self.encoder is not None:
-            groups.append({"name": "encoder", "params": list(self.encoder.parameters()), "lr": self.encoder_lr})
+            params = list(self.encoder.parameters())
+            params += list(self.anchor_norm.parameters()) if self.anchor_norm is not None else []
+            groups.append({"name": "encoder", "params": params, "lr": self.encoder_lr})
         if self.decoder is not None:
             groups.append({"name": "decoder", "params": list(self.decoder.parameters()), "lr": self.decoder_lr})
         return groups

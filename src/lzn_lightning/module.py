@@ -49,6 +49,9 @@ class LZNLightningModule(pl.LightningModule):
         ema_decay: EMA decay of the modality weights used for evaluation and inference (None disables EMA).
         eval_flow_noise: Prior-noise scale of the latent flow in validation/test (0: zone centres).
         seed: Seed of the per-rank generators for prior noise and RF times.
+        max_consecutive_skips: Stop with an error after this many consecutive skipped (non-finite) steps; a
+            skipped step does not advance ``trainer.global_step``, so ``max_steps`` alone would never end such a
+            run.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class LZNLightningModule(pl.LightningModule):
         ema_decay: float | None = 0.9999,
         eval_flow_noise: float = 1.0,
         seed: int = 0,
+        max_consecutive_skips: int = 100,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -86,6 +90,8 @@ class LZNLightningModule(pl.LightningModule):
         self.grad_clip = grad_clip
         self.eval_flow_noise = eval_flow_noise
         self.seed = seed
+        self.max_consecutive_skips = max_consecutive_skips
+        self._consecutive_skips = 0
         self._validate()
         self.ema = ModalityEMA(self.modalities, ema_decay) if ema_decay else None
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
@@ -231,7 +237,7 @@ class LZNLightningModule(pl.LightningModule):
         total = torch.stack(list(losses.values())).sum()
         self.iteration += 1  # counts skipped steps too, like the reference's iteration counter
         if not D.all_ranks_true(torch.isfinite(total).item(), self.device):
-            self.log("train/skipped", 1.0, on_step=True, prog_bar=False)
+            self._skip(f"non-finite loss ({ {k: float(v) for k, v in losses.items()} })")
             return
         opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
@@ -246,8 +252,9 @@ class LZNLightningModule(pl.LightningModule):
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
         if not D.all_ranks_true(torch.isfinite(grad_norm).item(), self.device):
             opt.zero_grad(set_to_none=True)
-            self.log("train/skipped", 1.0, on_step=True)
+            self._skip(f"non-finite gradient norm ({float(grad_norm)})")
             return
+        self._consecutive_skips = 0
         opt.step()
         scheduler.step()  # type: ignore[union-attr]
         if self.ema is not None:
@@ -257,6 +264,16 @@ class LZNLightningModule(pl.LightningModule):
         self.log("train/grad_norm", grad_norm.detach(), batch_size=b)
         for key, value in {**losses, **stats}.items():
             self.log(f"train/{key}", value.detach(), prog_bar=key.startswith("zone_acc"), batch_size=b)
+
+    def _skip(self, why: str) -> None:
+        """Record a skipped step (decided on every rank together); give up after too many in a row."""
+        self._consecutive_skips += 1
+        self.log("train/skipped", 1.0, on_step=True, on_epoch=False)
+        if self._consecutive_skips >= self.max_consecutive_skips:
+            raise FloatingPointError(
+                f"{self._consecutive_skips} consecutive training steps skipped, the last for a {why}; lower the "
+                "learning rates or check the data for NaNs"
+            )
 
     def _param_names(self, group_names: set[str]) -> frozenset[str]:
         """Names (relative to ``self.modalities``) of the parameters in the given optimiser groups."""
@@ -341,6 +358,14 @@ class LZNLightningModule(pl.LightningModule):
         self._swap_out()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints are written with the live weights in ``state_dict`` (EMA under ``ema.*``)."""
+        """Live weights in ``state_dict`` (EMA under ``ema.*``), plus this rank's generator state for resuming."""
         if self._ema_active:
             raise RuntimeError("cannot checkpoint while the EMA weights are swapped in")
+        checkpoint["lzn_generator_state"] = self.generator().get_state()  # a uint8 tensor: weights_only-safe
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the prior-noise / RF-time generator, so a resumed run draws what the uninterrupted one would."""
+        state = checkpoint.get("lzn_generator_state")
+        if state is not None:
+            self._generator = D.rank_generator(self.seed, D.rank(), self.device)
+            self._generator.set_state(state)

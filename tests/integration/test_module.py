@@ -1,0 +1,130 @@
+"""LZNLightningModule behaviours: skipped steps, frozen phases, EMA, resuming, pure-Python checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from lzn_lightning import LZNLightningModule
+
+IMAGE = {"class_path": "ImageModality", "init_args": {"encoder_width": 8, "decoder_width": 8, "head_hidden": 16}}
+LABEL = {"class_path": "LabelModality", "init_args": {"num_classes": 3}}
+
+
+def _model(**kw: object) -> LZNLightningModule:
+    args: dict = {
+        "modalities": {"image": IMAGE, "label": LABEL},
+        "latent_dim": 8,
+        "flow": {"steps": 3},
+        "align": [{"source": "image", "target": "label", "steps": 5}],
+        "warmup_steps": 2,
+        "ema_decay": 0.9,
+    }
+    return LZNLightningModule(**(args | kw))
+
+
+def _loader(n: int = 24, batch: int = 8) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 1, 8, 8, generator=g) * 2 - 1
+    labels = torch.arange(n) % 3
+    return DataLoader([{"image": images[i], "label": labels[i]} for i in range(n)], batch_size=batch, drop_last=True)
+
+
+def _trainer(tmp_path: Path, steps: int, **kw: object) -> pl.Trainer:
+    return pl.Trainer(
+        max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, limit_val_batches=0, **kw,
+    )  # fmt: skip
+
+
+def _params(model: LZNLightningModule, prefix: str = "") -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.modalities.named_parameters() if n.startswith(prefix)}
+
+
+def test_non_finite_loss_skips_the_step_but_counts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model()
+    before = _params(model)
+    original = model.losses
+
+    def poisoned(batch: dict, train: bool) -> tuple[dict, dict]:
+        losses, stats = original(batch, train)
+        return {k: v * float("nan") for k, v in losses.items()}, stats
+
+    monkeypatch.setattr(model, "losses", poisoned)
+    # A skipped step does not advance trainer.global_step, so the run is bounded by the batches instead.
+    _trainer(tmp_path, 2, enable_checkpointing=False, max_epochs=1, limit_train_batches=2).fit(model, _loader())
+    assert int(model.iteration) == 2  # counted, like the reference's iteration counter
+    for name, value in _params(model).items():
+        assert torch.equal(value, before[name]), f"{name} changed on a skipped step"
+    assert int(model.ema.num_updates) == 0  # no EMA update without a real step
+
+
+def test_persistent_non_finite_loss_stops_with_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model(max_consecutive_skips=3)
+    monkeypatch.setattr(model, "losses", lambda batch, train: ({"x": torch.tensor(float("nan"))}, {}))
+    with pytest.raises(FloatingPointError, match="3 consecutive training steps skipped"):
+        _trainer(tmp_path, 5, enable_checkpointing=False).fit(model, _loader())
+
+
+def test_frozen_group_stops_changing_and_its_ema_too(tmp_path: Path) -> None:
+    model = _model(freeze_after={"image.decoder": 2})
+    trainer = _trainer(tmp_path, 2, enable_checkpointing=False)
+    trainer.fit(model, _loader())
+    dec, enc = _params(model, "image.decoder"), _params(model, "image.encoder")
+    ema_dec = {n: p.clone() for n, p in model.ema.shadow.named_parameters() if n.startswith("image.decoder")}
+    trainer = _trainer(tmp_path, 3, enable_checkpointing=False)  # a new trainer: 3 more steps
+    trainer.fit(model, _loader())
+    assert int(model.iteration) == 5
+    assert all(torch.equal(v, dec[n]) for n, v in _params(model, "image.decoder").items())
+    assert any(not torch.equal(v, enc[n]) for n, v in _params(model, "image.encoder").items())
+    shadow = dict(model.ema.shadow.named_parameters())
+    assert all(torch.equal(shadow[n], v) for n, v in ema_dec.items())
+
+
+def test_ema_swaps_in_for_evaluation_and_back(tmp_path: Path) -> None:
+    model = _model()
+    with model.ema_weights():  # before any update: the live weights
+        assert all(torch.equal(a, b) for a, b in zip(model.modalities.parameters(), model.ema.shadow.parameters()))
+    _trainer(tmp_path, 3, enable_checkpointing=False).fit(model, _loader())
+    live = _params(model)
+    shadow = {n: p.clone() for n, p in model.ema.shadow.named_parameters()}
+    assert any(not torch.equal(live[n], shadow[n]) for n in live)
+    with model.ema_weights():
+        assert all(torch.equal(v, shadow[n]) for n, v in _params(model).items())
+    assert all(torch.equal(v, live[n]) for n, v in _params(model).items())
+
+
+def test_resume_continues_counters_optimizer_ema_and_noise(tmp_path: Path) -> None:
+    ckpt_cb = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    first = _model()
+    _trainer(tmp_path, 2, callbacks=[ckpt_cb]).fit(first, _loader())
+    state = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
+    assert "lzn_generator_state" in state
+    resumed = _model()
+    trainer = _trainer(tmp_path, 4, callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck2")])
+    trainer.fit(resumed, _loader(), ckpt_path=tmp_path / "ck" / "last.ckpt")
+    assert int(resumed.iteration) == 4 and trainer.global_step == 4
+    assert int(resumed.ema.num_updates) == 4
+    adam_steps = {int(s["step"]) for s in trainer.optimizers[0].state.values()}
+    assert adam_steps == {4}
+    # The generator continues where the interrupted run stopped instead of restarting from the seed.
+    restarted = LZNLightningModule.load_from_checkpoint(tmp_path / "ck" / "last.ckpt")
+    fresh = _model()
+    assert not torch.equal(restarted.prior_noise(3, 1.0), fresh.prior_noise(3, 1.0))
+
+
+def test_python_built_model_checkpoint_loads_weights_only(tmp_path: Path) -> None:
+    model = _model()
+    trainer = _trainer(tmp_path, 1, enable_checkpointing=False)
+    trainer.fit(model, _loader())
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    torch.load(tmp_path / "m.ckpt", weights_only=True)  # no pickled modules inside
+    loaded = LZNLightningModule.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu").eval()
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.modalities["image"].encode(x), model.eval().modalities["image"].encode(x))
+    assert loaded.hparams["align"][0]["target"] == "label"
