@@ -69,7 +69,7 @@ def main(args: list[str] | None = None) -> LZNCLI | None:
             subclass_mode_data=True,
             seed_everything_default=0,
             auto_configure_optimizers=False,
-            args=argv,
+            args=args,  # None: LightningCLI reads sys.argv itself (passing both makes it warn)
         )
     except (ValueError, FileNotFoundError) as err:
         if os.environ.get("LZN_DEBUG"):

@@ -26,11 +26,12 @@ from torch import Tensor, nn
 from lzn_lightning import distributed as D
 from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
+from lzn_lightning.inference import LZNInferenceMixin
 from lzn_lightning.latent import alignment_loss, compute_latent, nearest_anchor, trace_back
 from lzn_lightning.modality import Modality
 
 
-class LZNLightningModule(pl.LightningModule):
+class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
     """A Latent Zoning Network over any set of modalities.
 
     Args:

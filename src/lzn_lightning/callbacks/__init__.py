@@ -1,1 +1,36 @@
-"""Evaluation callbacks (sample grids, FID, linear probe, kNN, zone accuracy, reconstruction)."""
+"""Evaluation callbacks (sample grids, FID, linear probe, kNN, zone accuracy, reconstruction).
+
+Configure them in a recipe under ``trainer.callbacks`` by short name, e.g.
+``- {class_path: ZoneAccuracy, init_args: {noise_scales: [0.0, 1.0]}}``. Each runs on rank 0 with the EMA
+weights after validation loops and ``lzn test``, logs its metrics through the Lightning loggers and prints a
+line saying what it computed.
+"""
+
+from lzn_lightning.callbacks.anchor_bank import AnchorBank
+from lzn_lightning.callbacks.base import EvalCallback, split_data
+from lzn_lightning.callbacks.classifier import SmallCNN, train_classifier
+from lzn_lightning.callbacks.conditional import ConditionalSampleAccuracy
+from lzn_lightning.callbacks.fid import FID, InceptionFeatures, frechet_distance
+from lzn_lightning.callbacks.probe import KNN, LinearProbe, knn_accuracy, linear_probe_accuracy
+from lzn_lightning.callbacks.reconstruction import ReconstructionL2
+from lzn_lightning.callbacks.samples import SampleGrid
+from lzn_lightning.callbacks.zone_accuracy import ZoneAccuracy
+
+__all__ = [
+    "FID",
+    "KNN",
+    "AnchorBank",
+    "ConditionalSampleAccuracy",
+    "EvalCallback",
+    "InceptionFeatures",
+    "LinearProbe",
+    "ReconstructionL2",
+    "SampleGrid",
+    "SmallCNN",
+    "ZoneAccuracy",
+    "frechet_distance",
+    "knn_accuracy",
+    "linear_probe_accuracy",
+    "split_data",
+    "train_classifier",
+]

@@ -1,0 +1,147 @@
+"""What every evaluation callback shares: when it runs, where its data comes from, how it reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+SPLITS = ("train", "val", "test")
+
+
+class EvalCallback(pl.Callback):
+    """Base of the LZN evaluation callbacks.
+
+    A callback computes its metrics on global rank 0 only (inference uses no collective ops, so the other
+    ranks simply wait at the next barrier) with the EMA weights, after every ``every_n_validations``-th
+    validation loop (not the sanity check) and after ``lzn test``. Each metric is logged through
+    ``pl_module.log`` (so CSV/TensorBoard/W&B loggers record it) and printed with a line saying what was
+    computed. Subclasses implement :meth:`compute`; :meth:`run` calls it directly, e.g. from a script.
+
+    Args:
+        every_n_validations: Run after every n-th validation loop during fit (0: never during fit).
+        on_test: Also run at the end of ``trainer.test``.
+    """
+
+    def __init__(self, every_n_validations: int = 1, on_test: bool = True) -> None:
+        if every_n_validations < 0:
+            raise ValueError(f"every_n_validations must be >= 0, got {every_n_validations}")
+        self.every_n_validations = every_n_validations
+        self.on_test = on_test
+        self._validations = 0
+        self.last: dict[str, float] = {}
+
+    def compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[dict[str, float], str]:
+        """Return ``({metric name: value}, one line saying what was computed)``."""
+        raise NotImplementedError
+
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        """Compute, print and return the metrics (without logging them)."""
+        _require_api(pl_module, type(self).__name__)
+        metrics, what = self.compute(trainer, pl_module)
+        self.last = metrics
+        values = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        rank_zero_info(f"[{type(self).__name__}] {values} | {what}")
+        return metrics
+
+    def _run_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        for name, value in self.run(trainer, pl_module).items():
+            pl_module.log(name, float(value), rank_zero_only=True)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.every_n_validations == 0:
+            return
+        self._validations += 1
+        if self._validations % self.every_n_validations == 0:
+            self._run_and_log(trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.on_test:
+            self._run_and_log(trainer, pl_module)
+
+
+def _require_api(pl_module: Any, who: str) -> None:
+    if not hasattr(pl_module, "classify"):
+        raise TypeError(f"{who} needs an LZN model with the inference API (LZNInferenceMixin)")
+
+
+def split_data(
+    trainer: pl.Trainer,
+    pl_module: Any,
+    split: str,
+    num: int | None = None,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor | None]:
+    """Images [N, C, H, W] and labels [N] (or None) of a data split, on the CPU.
+
+    Reads the datamodule's ``{split}_dataset`` when it has one (a seeded random subset of ``num`` items, or all),
+    otherwise the first ``num`` items of the trainer's loader for that split.
+
+    Args:
+        trainer: The trainer (its ``datamodule`` or loaders provide the data).
+        pl_module: The LZN module (names the image and label fields).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        num: Number of items (None: all).
+        seed: Seed of the random subset.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    image_key = pl_module.image_field()
+    label_key = pl_module.label_field(required=False) or "label"
+    dm = getattr(trainer, "datamodule", None)
+    dataset = getattr(dm, f"{split}_dataset", None) if dm is not None else None
+    if dataset is None and dm is not None and hasattr(dm, "setup") and hasattr(dm, f"{split}_dataset"):
+        dm.setup(None)
+        dataset = getattr(dm, f"{split}_dataset", None)
+    if dataset is not None:
+        n = len(dataset)
+        if num is None or num >= n:
+            indices = list(range(n))
+        else:
+            indices = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num].tolist()
+        items = [dataset[i] for i in indices]
+        images = torch.stack([torch.as_tensor(it[image_key]) for it in items]).float()
+        labels = (
+            torch.stack([torch.as_tensor(it[label_key]) for it in items]).long()
+            if label_key in items[0]
+            else None
+        )
+        return images, labels
+    return _from_loader(trainer, split, num, image_key, label_key)
+
+
+def _from_loader(
+    trainer: pl.Trainer, split: str, num: int | None, image_key: str, label_key: str
+) -> tuple[Tensor, Tensor | None]:
+    attr = {"train": "train_dataloader", "val": "val_dataloaders", "test": "test_dataloaders"}[split]
+    loader = getattr(trainer, attr, None)
+    if isinstance(loader, (list, tuple)):
+        loader = loader[0] if loader else None
+    if loader is None:
+        raise ValueError(f"no {split!r} data: give the trainer a datamodule or a {split} dataloader")
+    images: list[Tensor] = []
+    labels: list[Tensor] = []
+    count = 0
+    for batch in loader:
+        images.append(batch[image_key].float().cpu())
+        if label_key in batch:
+            labels.append(batch[label_key].long().cpu())
+        count += len(batch[image_key])
+        if num is not None and count >= num:
+            break
+    if not images:
+        raise ValueError(f"the {split!r} loader is empty")
+    x = torch.cat(images)[:num]
+    y = torch.cat(labels)[:num] if labels else None
+    return x, y
+
+
+def num_classes_of(pl_module: Any) -> int:
+    """K of the model's label modality (its anchor table)."""
+    field = pl_module.label_field()
+    return int(pl_module.modality(field).anchor_table().shape[0])

@@ -1,0 +1,285 @@
+"""``lzn sample | classify | embed``: inference on a trained checkpoint, writing files.
+
+Examples:
+    lzn sample   --ckpt_path last.ckpt --num 100 --labels 0,1,2,3,4,5,6,7,8,9 --out grid.png
+    lzn sample   --ckpt_path last.ckpt --num 1000 --out samples.npz        # images [N, C, H, W] in [-1, 1]
+    lzn classify --ckpt_path last.ckpt --input images.npy --out preds.csv
+    lzn embed    --ckpt_path last.ckpt --input my_pngs/ --out emb.npy
+
+``--input`` is a ``.npy`` of float images [N, C, H, W] in [-1, 1] (the datamodule's layout; [N, H, W] for one
+channel) or a folder of image files (searched recursively, sorted by path, converted to the model's channels
+and resized + centre-cropped to its size). Every mistake ends with one ``error:`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Why: pixel values written by float32 code can overshoot [-1, 1] by rounding; anything beyond is a scaling bug.
+_RANGE_TOLERANCE = 1e-3
+
+
+class InputError(ValueError):
+    """A user mistake that the CLI reports in one line."""
+
+
+def fail(name: str, message: str) -> NoReturn:
+    """Print ``lzn <name>: error: <message>`` and exit with status 2 (argparse's status for usage errors)."""
+    print(f"lzn {name}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------------------- parsers
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt_path", required=True, help="checkpoint written by `lzn fit` (e.g. .../last.ckpt)")
+    p.add_argument(
+        "--device", default="auto", help="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ..."
+    )
+    p.add_argument("--batch_size", type=int, default=256, help="images per batch")
+
+
+def build_parser(name: str) -> argparse.ArgumentParser:
+    """The argparse parser of one subcommand."""
+    p = argparse.ArgumentParser(prog=f"lzn {name}")
+    _common(p)
+    if name == "sample":
+        p.description = "Generate images; a PNG grid (one row per label when labels are given), .npz or .npy."
+        p.add_argument("--num", type=int, required=True, help="number of images N")
+        p.add_argument("--labels", default=None, help="comma-separated class labels, repeated to fill N")
+        p.add_argument("--out", required=True, help="grid.png | samples.npz (images, labels) | samples.npy")
+        p.add_argument("--steps", type=int, default=None, help="RF sampler steps (default: the model's)")
+        p.add_argument(
+            "--method", choices=("euler", "rk45"), default=None, help="RF sampler (default: the model's)"
+        )
+        p.add_argument("--seed", type=int, default=0, help="seed of the samples")
+        p.add_argument(
+            "--nrow", type=int, default=None, help="images per grid row (default: labels or sqrt(N))"
+        )
+    else:
+        p.add_argument(
+            "--input", required=True, help=".npy of images [N, C, H, W] in [-1, 1], or a folder of images"
+        )
+        if name == "classify":
+            p.description = "Classify images through the label zones; CSV (index, [file,] label) or .npy."
+            p.add_argument("--out", required=True, help="preds.csv | preds.npy")
+            p.add_argument(
+                "--context", choices=("bank", "batch"), default=None,
+                help="field of the image latents: the stored bank of training images (default when the "
+                "checkpoint has one; batch-independent) or the batch's own images (the reference)",
+            )  # fmt: skip
+            p.add_argument(
+                "--noise_scale", type=float, default=None, help="prior-noise scale (default: per context)"
+            )
+            p.add_argument("--seed", type=int, default=0, help="seed of the prior noise")
+        else:
+            p.description = "Embed images (the representation, e.g. the pre-head feature); .npy or .npz."
+            p.add_argument("--out", required=True, help="emb.npy | emb.npz (embeddings[, files])")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+def _device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as err:
+        raise InputError(f"unknown --device {spec!r} ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+def _image_spec(model: Any) -> tuple[int, int]:
+    m = model.modality(model.image_field())
+    return int(getattr(m, "channels", 0)), int(getattr(m, "size", 0))
+
+
+def load_images(path: str | Path, channels: int, size: int) -> tuple[Tensor, list[str] | None]:
+    """Images [N, C, H, W] in [-1, 1] from a .npy or a folder, plus the file names for a folder.
+
+    Raises:
+        InputError: Missing input, wrong shape or range, no image files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input {path} does not exist")
+    if path.is_dir():
+        return _load_folder(path, channels, size)
+    if path.suffix.lower() != ".npy":
+        raise InputError(f"input {path} must be a .npy file or a folder of images")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise InputError(f"cannot read {path} as .npy ({err})") from None
+    if array.ndim == 3 and channels == 1:
+        array = array[:, None]  # [N, H, W] -> [N, 1, H, W]
+    expected = f"[N, {channels}, {size}, {size}]"
+    if array.ndim != 4 or array.shape[1:] != (channels, size, size):
+        hint = (
+            " (channels last? use array.transpose(0, 3, 1, 2))"
+            if array.ndim == 4 and array.shape[-1] == channels
+            else ""
+        )
+        raise InputError(
+            f"{path} holds an array of shape {list(array.shape)}; this model takes images {expected}{hint}"
+        )
+    if not np.issubdtype(array.dtype, np.number) or array.size == 0:
+        raise InputError(
+            f"{path} must hold a non-empty numeric array, got dtype {array.dtype}, size {array.size}"
+        )
+    lo, hi = float(array.min()), float(array.max())
+    if lo < -1 - _RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE or not math.isfinite(lo + hi):
+        raise InputError(
+            f"{path} has values in [{lo:.3g}, {hi:.3g}]; images must be in [-1, 1] (uint8: x / 127.5 - 1)"
+        )
+    return torch.from_numpy(array.astype(np.float32)).clamp(-1, 1), None
+
+
+def _load_folder(folder: Path, channels: int, size: int) -> tuple[Tensor, list[str]]:
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    from lzn_lightning.data.files import list_images
+
+    files = list_images(folder)
+    if not files:
+        raise InputError(f"no image files under {folder}")
+    if channels not in (1, 3):
+        raise InputError(f"folder input needs a 1- or 3-channel model, this one has {channels} channels")
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("L" if channels == 1 else "RGB")
+                x = F.pil_to_tensor(im)  # [C, h, w] uint8
+        except Exception as err:
+            raise InputError(f"cannot read image {f} ({err})") from None
+        if tuple(x.shape[1:]) != (size, size):
+            x = F.center_crop(F.resize(x, size, antialias=True), [size, size])  # shorter side, then centre
+        images.append(x.float() / 127.5 - 1.0)
+    return torch.stack(images), [str(f.relative_to(folder)) for f in files]
+
+
+# --------------------------------------------------------------------------------------------------- outputs
+def _check_out(out: Path, allowed: tuple[str, ...]) -> None:
+    if out.suffix.lower() not in allowed:
+        raise InputError(f"--out {out} must end in one of {', '.join(allowed)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _parse_labels(text: str | None, num: int) -> Tensor | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise InputError(f"--labels must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise InputError("--labels is empty")
+    reps = -(-num // len(values))  # ceil: labels repeat to fill N
+    return torch.tensor(values * reps, dtype=torch.long)[:num]
+
+
+# --------------------------------------------------------------------------------------------------- commands
+def _sample(model: Any, args: argparse.Namespace) -> str:
+    from torchvision.utils import save_image
+
+    out = Path(args.out)
+    _check_out(out, (".png", ".jpg", ".npz", ".npy"))
+    if args.num < 1:
+        raise InputError(f"--num must be >= 1, got {args.num}")
+    labels = _parse_labels(args.labels, args.num)
+    images = model.generate(
+        args.num,
+        labels=labels,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        method=args.method,
+        seed=args.seed,
+    )  # [N, C, H, W] in [-1, 1]
+    if out.suffix.lower() in (".png", ".jpg"):
+        distinct = len(set(args.labels.split(","))) if args.labels else 0
+        nrow = args.nrow or (distinct if 0 < distinct <= args.num else math.ceil(math.sqrt(args.num)))
+        save_image((images + 1) / 2, out, nrow=nrow, padding=1, pad_value=1.0)
+    elif out.suffix.lower() == ".npz":
+        extra = {"labels": labels.numpy()} if labels is not None else {}
+        np.savez(out, images=images.numpy(), **extra)
+    else:
+        np.save(out, images.numpy())
+    return f"wrote {args.num} samples {list(images.shape[1:])} to {out}"
+
+
+def _classify(model: Any, args: argparse.Namespace) -> str:
+    out = Path(args.out)
+    _check_out(out, (".csv", ".npy"))
+    images, files = load_images(args.input, *_image_spec(model))
+    if model.anchor_bank is None and args.context != "batch":
+        print(
+            f"lzn classify: note: {args.ckpt_path} has no anchor bank, so each image is classified through the "
+            "field of its batch (labels depend on the batch-mates; see AnchorBank)",
+            file=sys.stderr,
+        )
+        args.context = "batch"
+    preds = model.classify(
+        images, context=args.context, noise_scale=args.noise_scale, batch_size=args.batch_size, seed=args.seed
+    ).numpy()
+    if out.suffix.lower() == ".npy":
+        np.save(out, preds)
+    else:
+        with out.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "file", "label"] if files else ["index", "label"])
+            for i, label in enumerate(preds):
+                w.writerow([i, files[i], int(label)] if files else [i, int(label)])
+    return f"wrote {len(preds)} labels to {out}"
+
+
+def _embed(model: Any, args: argparse.Namespace) -> str:
+    out = Path(args.out)
+    _check_out(out, (".npy", ".npz"))
+    images, files = load_images(args.input, *_image_spec(model))
+    emb = model.embed(images, batch_size=args.batch_size).numpy()
+    if out.suffix.lower() == ".npz":
+        np.savez(out, embeddings=emb, **({"files": np.array(files)} if files else {}))
+    else:
+        np.save(out, emb)
+    return f"wrote embeddings {list(emb.shape)} to {out}"
+
+
+COMMANDS = {"sample": _sample, "classify": _classify, "embed": _embed}
+
+
+def run_inference_command(name: str, argv: list[str]) -> None:
+    """Run ``lzn <name> <argv>``; a user error prints one ``error:`` line and exits with status 2.
+
+    Args:
+        name: ``"sample"``, ``"classify"`` or ``"embed"``.
+        argv: The arguments after the subcommand.
+    """
+    if name not in COMMANDS:
+        fail(name, f"unknown command; choose one of {', '.join(COMMANDS)}")
+    args = build_parser(name).parse_args(argv)
+    from lzn_lightning.inference import load_for_inference
+
+    try:
+        device = _device(args.device)
+        if args.batch_size < 1:
+            raise InputError(f"--batch_size must be >= 1, got {args.batch_size}")
+        model = load_for_inference(args.ckpt_path, map_location=device)
+        message = COMMANDS[name](model, args)
+    except (InputError, FileNotFoundError, ValueError) as err:
+        if os.environ.get("LZN_DEBUG"):
+            raise
+        fail(name, str(err))
+    print(message)

@@ -1,0 +1,164 @@
+"""Evaluation callbacks: metric functions against known answers, and every callback inside a tiny fit/test."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from PIL import Image
+from tiny_lzn import NUM_CLASSES, tiny_data, tiny_model, tiny_trainer
+from torch import nn
+
+from lzn_lightning.callbacks import (
+    FID,
+    KNN,
+    AnchorBank,
+    ConditionalSampleAccuracy,
+    LinearProbe,
+    ReconstructionL2,
+    SampleGrid,
+    ZoneAccuracy,
+    frechet_distance,
+    knn_accuracy,
+    linear_probe_accuracy,
+    train_classifier,
+)
+from lzn_lightning.callbacks.fid import features_of
+
+
+# ---------------------------------------------------------------------------------------- known answers
+def test_fid_of_a_set_with_itself_is_zero_and_a_shift_costs_its_square() -> None:
+    g = np.random.default_rng(0)
+    feats = g.normal(size=(500, 16))
+    assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-6)
+    # Same covariance, means apart by 0.5 in each of 16 dims: FID = |mu1 - mu2|^2 = 16 * 0.25.
+    assert frechet_distance(feats, feats + 0.5) == pytest.approx(4.0, rel=1e-6)
+
+
+def test_fid_with_a_feature_network_of_identical_image_sets_is_zero() -> None:
+    images = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    assert frechet_distance(features_of(net, images), features_of(net, images.clone())) < 1e-6
+
+
+def test_knn_on_separable_clusters_is_perfect() -> None:
+    g = np.random.default_rng(0)
+    centres = g.normal(scale=10, size=(4, 8))
+    y_train, y_test = np.repeat(np.arange(4), 25), np.repeat(np.arange(4), 10)
+    x_train = centres[y_train] + g.normal(size=(100, 8))
+    x_test = centres[y_test] + g.normal(size=(40, 8))
+    assert knn_accuracy(x_train, y_train, x_test, y_test, k=5) == 1.0
+    assert linear_probe_accuracy(x_train, y_train, x_test, y_test) == 1.0
+
+
+def test_linear_probe_on_random_features_is_near_chance() -> None:
+    g = np.random.default_rng(0)
+    x_train, x_test = g.normal(size=(400, 16)), g.normal(size=(1000, 16))
+    y_train, y_test = g.integers(0, 4, 400), g.integers(0, 4, 1000)
+    acc = linear_probe_accuracy(x_train, y_train, x_test, y_test)
+    assert abs(acc - 0.25) < 0.06  # chance is 1/4; 1000 test points give a standard error of ~0.014
+
+
+def test_in_callback_classifier_learns_and_trains_inside_inference_mode() -> None:
+    data = tiny_data(num_samples=96)
+    data.setup("fit")
+    xs = torch.stack([data.train_dataset[i]["image"] for i in range(96)])
+    ys = torch.stack([data.train_dataset[i]["label"] for i in range(96)])
+    with torch.inference_mode():  # as in Lightning's test loop
+        xs, ys = xs.clone(), ys.clone()
+        trained = train_classifier(xs, ys, NUM_CLASSES, held_out=(xs, ys), epochs=8, batch_size=32)
+    assert trained.held_out_accuracy is not None and trained.held_out_accuracy > 0.9
+
+
+class _AlwaysZero(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(x), NUM_CLASSES)
+        logits[:, 0] = 1.0
+        return logits + 0 * self.w
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+
+# ----------------------------------------------------------------------------------- callbacks in a fit
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One tiny fit (2 steps, one validation) and one test run with every callback; returns what they logged."""
+    root = tmp_path_factory.mktemp("cb")
+    pl.seed_everything(0)
+    model = tiny_model()
+    callbacks = [
+        AnchorBank(num=12),
+        SampleGrid(per_class=2),
+        ZoneAccuracy(noise_scales=(0.0, 0.5), num_samples=12),
+        FID(num_samples=16, classifier_epochs=2),
+        ReconstructionL2(num_samples=8),
+        LinearProbe(),
+        KNN(k=3),
+        ConditionalSampleAccuracy(per_class=2, classifier_epochs=2),
+        ConditionalSampleAccuracy(per_class=2, classifier=_AlwaysZero(), every_n_validations=0),
+    ]
+    trainer = tiny_trainer(
+        root, 2, callbacks, logger=CSVLogger(root), limit_val_batches=1, val_check_interval=2,
+        check_val_every_n_epoch=None,
+    )  # fmt: skip
+    data = tiny_data()
+    trainer.fit(model, data)
+    val = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    trainer.test(model, data)
+    test = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return {
+        "val": val,
+        "test": test,
+        "log_dir": Path(trainer.log_dir),
+        "callbacks": callbacks,
+        "model": model,
+    }
+
+
+def test_every_metric_is_logged_after_validation_and_test(fitted: dict[str, Any]) -> None:
+    expected = [
+        "zone_acc", "zone_acc/bank/noise0", "zone_acc/bank/noise0.5", "zone_acc/batch/noise0",
+        "zone_acc_cw/batch/noise0.5", "fid", "recon_l2", "linear_probe_acc", "knn_acc", "cond_acc",
+        "cond_acc_worst_class", "cond_acc_classifier",
+    ]  # fmt: skip
+    for stage in ("val", "test"):
+        missing = [k for k in expected if k not in fitted[stage]]
+        assert not missing, f"{stage}: {missing} not logged; got {sorted(fitted[stage])}"
+        assert all(math.isfinite(v) for v in fitted[stage].values())
+    for key in ("zone_acc", "linear_probe_acc", "knn_acc", "cond_acc"):
+        assert 0.0 <= fitted["test"][key] <= 1.0
+    assert fitted["test"]["fid"] >= 0 and fitted["test"]["recon_l2"] > 0
+
+
+def test_metrics_reach_the_logger_files(fitted: dict[str, Any]) -> None:
+    header = (fitted["log_dir"] / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"zone_acc", "fid", "knn_acc"} <= set(header)
+
+
+def test_sample_grids_are_written(fitted: dict[str, Any]) -> None:
+    final = fitted["log_dir"] / "samples_final.png"
+    assert Image.open(final).size == (2 * 9 + 1, NUM_CLASSES * 9 + 1)  # one row per class, 2 per row
+    assert (fitted["log_dir"] / "samples" / "step2.png").is_file()
+
+
+def test_conditional_accuracy_of_a_constant_judge_is_one_over_k(fitted: dict[str, Any]) -> None:
+    constant = fitted["callbacks"][-1]
+    assert constant.last["cond_acc"] == pytest.approx(1 / NUM_CLASSES)
+    assert constant.last["cond_acc_worst_class"] == 0.0
+
+
+def test_anchor_bank_is_stored_in_the_model(fitted: dict[str, Any]) -> None:
+    assert fitted["model"].anchor_bank.shape == (12, 1, 8, 8)
+
+
+def test_fid_rejects_an_unknown_feature_extractor() -> None:
+    with pytest.raises(ValueError, match="feature_extractor"):
+        FID(feature_extractor="vgg")

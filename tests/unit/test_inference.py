@@ -1,0 +1,267 @@
+"""The inference API (generate / classify / embed / reconstruct) and `lzn sample | classify | embed` on a tiny
+trained checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_lzn import BANK, LATENT_DIM, NUM_CLASSES, tiny_data, train_tiny
+
+from lzn_lightning.cli import main
+from lzn_lightning import LZNLightningModule
+from lzn_lightning.inference import load_for_inference, reconstruction_l2
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _, path = train_tiny(tmp_path_factory.mktemp("tiny"))
+    return path
+
+
+@pytest.fixture
+def model(ckpt: Path) -> Any:
+    return LZNLightningModule.load_from_checkpoint(ckpt, map_location="cpu")
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[torch.Tensor, torch.Tensor]:
+    data = tiny_data()
+    data.setup("test")
+    items = [data.test_dataset[i] for i in range(12)]
+    return torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
+
+
+# ------------------------------------------------------------------------------------------------- loading
+def test_checkpoint_loads_with_bank_and_ema(model: Any) -> None:
+    assert model.anchor_bank is not None and model.anchor_bank.shape == (BANK, 1, 8, 8)
+    assert int(model.ema.num_updates) > 0  # inference has EMA weights to use
+
+
+def test_bank_is_dropped_or_resized_by_load_state_dict(model: Any) -> None:
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = LZNLightningModule(**model.hparams)
+    fresh.load_state_dict(state)  # a bank of the checkpoint's size appears
+    assert torch.equal(fresh.anchor_bank, model.anchor_bank)
+    del state["anchor_bank_images"]
+    fresh.load_state_dict(state)  # strict load without a bank removes it
+    assert fresh.anchor_bank is None
+
+
+# --------------------------------------------------------------------------------------------------- generate
+def test_generate_shapes_range_and_seed(model: Any) -> None:
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    a = model.generate(5, labels=labels, seed=3, batch_size=2)
+    assert a.shape == (5, 1, 8, 8) and a.dtype == torch.float32 and a.device.type == "cpu"
+    assert a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, model.generate(5, labels=labels, seed=3, batch_size=2))
+    assert not torch.equal(a, model.generate(5, labels=labels, seed=4, batch_size=2))
+    assert model.generate(4).shape == (4, 1, 8, 8)  # unconditional: labels inferred from the latents' zones
+    with pytest.raises(ValueError, match="length"):
+        model.generate(3, labels=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="out of range"):
+        model.generate(2, labels=torch.tensor([0, NUM_CLASSES]))
+
+
+def test_inference_uses_ema_weights_and_restores_the_mode(model: Any, images: tuple) -> None:
+    x, _ = images
+    with model.ema_weights(), torch.no_grad():
+        expected = model.modality("image").embed(x)
+    live = model.modality("image").embed(x).detach()
+    model.train()
+    got = model.embed(x)
+    assert model.training  # mode restored
+    assert torch.allclose(got, expected, atol=1e-6) and not torch.allclose(got, live, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------- classify
+@pytest.mark.parametrize("noise_scale", [None, 0.7])
+def test_bank_classification_does_not_depend_on_batch_mates(
+    model: Any, images: tuple, noise_scale: Any
+) -> None:
+    x, _ = images
+    others = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    alone = torch.cat(
+        [model.classify(x[i : i + 1], context="bank", noise_scale=noise_scale) for i in range(len(x))]
+    )
+    together = model.classify(x, context="bank", noise_scale=noise_scale, batch_size=5)
+    mixed = model.classify(
+        torch.cat([others[:7], x.flip(0), others[7:]]), context="bank", noise_scale=noise_scale
+    )
+    assert alone.dtype == torch.long and alone.shape == (len(x),)
+    assert torch.equal(alone, together)
+    assert torch.equal(alone, mixed[7 : 7 + len(x)].flip(0))
+
+
+def test_default_context_is_the_bank_and_batch_context_is_the_reference(model: Any, images: tuple) -> None:
+    x, _ = images
+    assert torch.equal(model.classify(x), model.classify(x, context="bank", noise_scale=0.0))
+    pred = model.classify(x, context="batch", batch_size=6, noise_scale=1.0)
+    assert pred.shape == (len(x),) and int(pred.min()) >= 0 and int(pred.max()) < NUM_CLASSES
+    uniform = model.classify(x, class_weights=torch.ones(NUM_CLASSES))
+    assert torch.equal(uniform, model.classify(x))
+    with pytest.raises(ValueError, match="class_weights"):
+        model.classify(x, class_weights=torch.ones(NUM_CLASSES + 1))
+
+
+def test_without_a_bank_classify_warns_and_uses_the_batch(model: Any, images: tuple) -> None:
+    x, _ = images
+    model.set_anchor_bank(None)
+    with pytest.warns(RuntimeWarning, match="no anchor bank"):
+        pred = model.classify(x, context="bank")
+    assert torch.equal(pred, model.classify(x, context="batch"))
+
+
+def test_wrong_image_shape_is_a_clear_error(model: Any) -> None:
+    with pytest.raises(ValueError, match=r"expects images \[B, 1, 8, 8\]"):
+        model.classify(torch.zeros(2, 3, 8, 8))
+
+
+# ------------------------------------------------------------------------------------------ embed, reconstruct
+def test_embed_is_per_image(model: Any, images: tuple) -> None:
+    x, _ = images
+    e = model.embed(x, batch_size=5)
+    assert e.shape == (len(x), LATENT_DIM) and e.dtype == torch.float32
+    assert torch.allclose(e[:3], model.embed(x[:3]), atol=1e-5)
+
+
+def test_reconstruct(model: Any, images: tuple) -> None:
+    x, y = images
+    r = model.reconstruct(x, labels=y, context="batch", batch_size=len(x))
+    assert r.shape == x.shape and r.min() >= -1 and r.max() <= 1
+    err = reconstruction_l2(x, r)
+    assert 0 < err < reconstruction_l2(x, -x)  # better than the negated image
+    assert model.reconstruct(x[:2]).shape == (2, 1, 8, 8)  # labels from classify, bank context
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_api_on_gpu(ckpt: Path, images: tuple) -> None:
+    x, _ = images
+    m = LZNLightningModule.load_from_checkpoint(ckpt, map_location="cuda")
+    assert torch.equal(
+        m.classify(x), LZNLightningModule.load_from_checkpoint(ckpt, map_location="cpu").classify(x)
+    )
+    assert m.generate(3, labels=torch.tensor([0, 1, 2]), seed=0).device.type == "cpu"
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_lzn_sample_png_and_npz(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "grid.png"
+    code, out, _ = _run(
+        ["sample", "--ckpt_path", str(ckpt), "--num", "6", "--labels", "0,1,2", "--out", str(png)], capsys
+    )
+    assert code == 0 and "wrote 6 samples" in out
+    assert Image.open(png).size == (3 * 9 + 1, 2 * 9 + 1)  # 3 per row (one per label), 8 px + 1 px padding
+    npz = tmp_path / "s.npz"
+    code, _, _ = _run(
+        ["sample", "--ckpt_path", str(ckpt), "--num", "5", "--labels", "2,0", "--out", str(npz)], capsys
+    )
+    data = np.load(npz)
+    assert code == 0 and data["images"].shape == (5, 1, 8, 8) and data["labels"].tolist() == [2, 0, 2, 0, 2]
+    assert data["images"].min() >= -1 and data["images"].max() <= 1
+
+
+def test_lzn_classify_and_embed_npy(
+    ckpt: Path, images: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, _ = images
+    np.save(tmp_path / "x.npy", x.numpy())
+    code, _, _ = _run(
+        [
+            "classify",
+            "--ckpt_path",
+            str(ckpt),
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+        capsys,
+    )
+    rows = list(csv.reader((tmp_path / "p.csv").open()))
+    model = load_for_inference(ckpt)
+    assert code == 0 and rows[0] == ["index", "label"] and len(rows) == len(x) + 1
+    assert [int(r[1]) for r in rows[1:]] == model.classify(x).tolist()
+    code, _, _ = _run(
+        [
+            "embed",
+            "--ckpt_path",
+            str(ckpt),
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--out",
+            str(tmp_path / "e.npy"),
+        ],
+        capsys,
+    )
+    assert code == 0 and np.load(tmp_path / "e.npy").shape == (len(x), LATENT_DIM)
+
+
+def test_lzn_classify_folder_of_images(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "sub" / "b.png")  # RGB, 16 px: converted
+    code, out, _ = _run(
+        ["classify", "--ckpt_path", str(ckpt), "--input", str(folder), "--out", str(tmp_path / "p.csv")],
+        capsys,
+    )
+    rows = list(csv.reader((tmp_path / "p.csv").open()))
+    assert code == 0, out
+    assert rows[0] == ["index", "file", "label"] and [r[1] for r in rows[1:]] == ["a.png", "sub/b.png"]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing_ckpt", "does not exist"),
+        ("garbage_ckpt", "not a readable PyTorch checkpoint"),
+        ("foreign_ckpt", "not an lzn-lightning model checkpoint"),
+        ("wrong_shape", r"shape \[4, 3, 8, 8\]; this model takes images \[N, 1, 8, 8\]"),
+        ("out_of_range", "images must be in \\[-1, 1\\]"),
+        ("bad_out", "must end in one of"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    case: str, message: str, ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ck, x, out = str(ckpt), tmp_path / "x.npy", str(tmp_path / "p.csv")
+    np.save(x, np.zeros((4, 1, 8, 8), np.float32))
+    if case == "missing_ckpt":
+        ck = str(tmp_path / "nope.ckpt")
+    elif case == "garbage_ckpt":
+        (tmp_path / "g.ckpt").write_bytes(b"not a checkpoint")
+        ck = str(tmp_path / "g.ckpt")
+    elif case == "foreign_ckpt":
+        torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1}}, tmp_path / "f.ckpt")
+        ck = str(tmp_path / "f.ckpt")
+    elif case == "wrong_shape":
+        np.save(x, np.zeros((4, 3, 8, 8), np.float32))
+    elif case == "out_of_range":
+        np.save(x, np.full((4, 1, 8, 8), 255, np.float32))
+    elif case == "bad_out":
+        out = str(tmp_path / "p.txt")
+    code, _, err = _run(["classify", "--ckpt_path", ck, "--input", str(x), "--out", out], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lzn classify: error:"), err
+    assert re.search(message, lines[0]), lines[0]

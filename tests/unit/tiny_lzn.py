@@ -1,0 +1,71 @@
+"""A tiny joint LZN model (8x8 grey images, 3 classes) trained for a few CPU steps, shared by the inference and
+callback tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from lzn_lightning.callbacks import AnchorBank
+from lzn_lightning.data import SyntheticDataModule
+from lzn_lightning import LZNLightningModule
+
+NUM_CLASSES = 3
+LATENT_DIM = 8
+BANK = 16
+IMAGE: dict[str, Any] = {
+    "class_path": "ImageModality",
+    "init_args": {
+        "channels": 1, "size": 8, "encoder_width": 8, "decoder_width": 8, "head_channels": 4, "head_hidden": 16,
+        "num_classes": NUM_CLASSES, "sample_steps": 3,
+    },
+}  # fmt: skip
+LABEL: dict[str, Any] = {
+    "class_path": "LabelModality",
+    "init_args": {"num_classes": NUM_CLASSES, "flow_steps": 8},
+}
+
+
+def tiny_model(**kw: Any) -> Any:
+    """An untrained tiny joint model with the inference API."""
+    args: dict[str, Any] = {
+        "modalities": {"image": IMAGE, "label": LABEL},
+        "latent_dim": LATENT_DIM,
+        "flow": {"steps": 3},
+        "align": [{"source": "image", "target": "label", "steps": 6}],
+        "warmup_steps": 2,
+        "ema_decay": 0.9,
+    }
+    return LZNLightningModule(**(args | kw))
+
+
+def tiny_data(**kw: Any) -> SyntheticDataModule:
+    """48 training / 24 validation / 24 test images of 3 well-separated classes."""
+    args: dict[str, Any] = {
+        "num_samples": 48, "num_test_samples": 24, "num_classes": NUM_CLASSES, "image_shape": (1, 8, 8),
+        "batch_size": 16, "eval_batch_size": 24,
+    }  # fmt: skip
+    return SyntheticDataModule(**(args | kw))
+
+
+def tiny_trainer(root: Path, steps: int, callbacks: list[pl.Callback] | None = None, **kw: Any) -> pl.Trainer:
+    """A quiet CPU trainer."""
+    args: dict[str, Any] = {
+        "max_steps": steps, "accelerator": "cpu", "logger": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "enable_checkpointing": False, "default_root_dir": root,
+        "limit_val_batches": 0, "num_sanity_val_steps": 0,
+    }  # fmt: skip
+    return pl.Trainer(callbacks=callbacks or [], **(args | kw))
+
+
+def train_tiny(root: Path, steps: int = 4) -> tuple[Any, Path]:
+    """Train a tiny model with an anchor bank; returns (model, checkpoint path)."""
+    pl.seed_everything(0)
+    model = tiny_model()
+    trainer = tiny_trainer(root, steps, [AnchorBank(num=BANK)])
+    trainer.fit(model, tiny_data())
+    path = root / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return model, path
