@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test test-all test-ddp lint bench bench-quality clean
+.PHONY: install test test-all test-ddp lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,9 +29,6 @@ lint:
 
 bench:  ## speed/memory of the latent ops vs a materialising implementation -> docs/results.md
 	$(BIN)/python benchmarks/latent_ops.py --out docs/results.md
-
-bench-quality:  ## the paper's three claims at CPU scale on digits / MNIST-5k -> docs/results.md
-	$(BIN)/python benchmarks/quality.py --out docs/results.md
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache lightning_logs

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from lzn_lightning.modality import Modality
 from lzn_lightning.nets import AnchorTower, LatentUNet, TimmAnchorEncoder, rf_loss, rf_sample
-from lzn_lightning.nets.blocks import num_groups
+from lzn_lightning.nets.anchor_norm import anchor_norm as anchor_norm_module
 
 
 class ImageModality(Modality):
@@ -33,10 +33,15 @@ class ImageModality(Modality):
         head_min_resolution: Smallest feature-map resolution of the tower that gets a head.
         head_max_resolution: Largest feature-map resolution of the tower that gets a head (None: all). The
             256-px reference encoders keep heads only at 64..4 px.
-        anchor_norm: End the tower with a GroupNorm of the anchors (32 groups of at least 8 dimensions, learnable
-            scale, bias zero-initialised), as the reference's ResNet projection head does. It fixes the anchor
-            scale near that of the N(0, I) latent, which keeps the flow well conditioned when anchors of a class
-            gather; timm encoders always have it.
+        anchor_norm: How the tower's anchors end: ``"none"`` (the reference tower), ``"group"`` (a GroupNorm,
+            32 groups of at least 8 dimensions, learnable scale, zero bias, as the reference's ResNet projection
+            head ends; ``true`` is an alias) or ``"batch"`` (each dimension standardised over the batch, then
+            multiplied by ``anchor_scale``; running statistics at evaluation). ``"batch"`` keeps the anchors from
+            drifting away from the origin or growing, which made short CPU runs diverge (docs/results.md).
+            timm encoders always end with the GroupNorm.
+        anchor_scale: Per-dimension standard deviation of the anchors with ``anchor_norm="batch"``. Why 0.15:
+            the spread an unconstrained tower starts with (anchor norm ~0.8 at d=32); at 1.0 (the latent's
+            scale) the gradient norm was ~1e3 from the first step and the digits run barely learned.
         small_input: For timm ResNets: 3x3 stride-1 stem without max-pool (images of 32 px or less).
         encoder_dropout: Dropout in the tower.
         encoder_lr: Learning rate of the encoder.
@@ -68,7 +73,8 @@ class ImageModality(Modality):
         head_hidden: int = 200,
         head_min_resolution: int = 1,
         head_max_resolution: int | None = None,
-        anchor_norm: bool = False,
+        anchor_norm: bool | str = False,
+        anchor_scale: float = 0.15,
         small_input: bool = True,
         encoder_dropout: float = 0.0,
         encoder_lr: float = 1e-3,
@@ -88,6 +94,7 @@ class ImageModality(Modality):
         super().__init__()
         if encoder == "none" and not decoder:
             raise ValueError("ImageModality with encoder='none' and decoder=False has nothing to train")
+        anchor_norm_module(anchor_norm, 8, anchor_scale)  # fail at construction on a bad kind or scale
         if sample_method not in ("euler", "rk45"):
             raise ValueError(f"sample_method must be 'euler' or 'rk45', got {sample_method!r}")
         self.channels, self.size = channels, size
@@ -129,12 +136,10 @@ class ImageModality(Modality):
                 small_input=a["small_input"],
             )
         self.anchor_norm = (
-            nn.GroupNorm(num_groups(latent_dim, max_groups=32, min_group_size=8), latent_dim)
-            if a["anchor_norm"] and self.encoder_name == "tower"
+            anchor_norm_module(a["anchor_norm"], latent_dim, a["anchor_scale"])
+            if self.encoder_name == "tower"
             else None
         )
-        if self.anchor_norm is not None:
-            nn.init.zeros_(self.anchor_norm.bias)
         self.decoder = (
             LatentUNet(
                 self.channels,

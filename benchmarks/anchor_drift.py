@@ -1,0 +1,134 @@
+"""How the anchors of the digits_joint image encoder evolve under each ``anchor_norm`` (why the recipe uses one).
+
+Trains the recipe's model (EMA, decoder, label alignment: everything as in ``lzn fit``) for ``--steps`` steps per
+setting and every ``--every`` steps records, on a fixed batch of 256 training images: the mean anchor norm,
+the mean pairwise and nearest-neighbour anchor distance, the gradient norm before clipping, the training
+alignment loss and zone accuracy (prior noise 1, the batch's own field). Writes a JSON, a PNG plot and prints a
+Markdown table.
+
+    python benchmarks/anchor_drift.py --steps 400 --out-json docs/anchor_drift.json --plot docs/img/anchor_drift.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import yaml
+
+import lzn_lightning.modalities  # noqa: F401  (short class names in the recipe)
+from lzn_lightning import LZNLightningModule
+from lzn_lightning.data import DigitsDataModule
+
+SETTINGS = {  # name -> ImageModality overrides
+    "none (reference tower)": {"anchor_norm": "none"},
+    "group": {"anchor_norm": "group"},
+    "batch, scale 1.0": {"anchor_norm": "batch", "anchor_scale": 1.0},
+    "batch, scale 0.15 (recipe)": {"anchor_norm": "batch", "anchor_scale": 0.15},
+}
+
+
+class AnchorStats(pl.Callback):
+    """Anchor geometry of a fixed batch, every ``every`` steps."""
+
+    def __init__(self, images: torch.Tensor, every: int) -> None:
+        self.images, self.every, self.rows = images, every, []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        step = trainer.global_step
+        if step % self.every:
+            return
+        was = pl_module.training
+        pl_module.eval()  # running statistics for batch norm, no dropout
+        with torch.no_grad():
+            a = pl_module.modality("image").encode(self.images)  # [n, d]
+        pl_module.train(was)
+        n = len(a)
+        dist = torch.cdist(a, a)  # [n, n]
+        m = trainer.callback_metrics
+        self.rows.append({
+            "step": step,
+            "anchor_norm": float(a.norm(dim=1).mean()),
+            "pairwise": float(dist.sum() / (n * (n - 1))),
+            "nearest": float(dist.masked_fill(torch.eye(n, dtype=torch.bool), float("inf")).min(1).values.mean()),
+            "grad_norm": float(m.get("train/grad_norm", float("nan"))),
+            "align_loss": float(m.get("train/align/image->label", float("nan"))),
+            "train_zone_acc": float(m.get("train/zone_acc/image->label", float("nan"))),
+        })  # fmt: skip
+
+
+def run(cfg: dict[str, Any], overrides: dict[str, Any], steps: int, every: int) -> tuple[list[dict], float]:
+    model_cfg = copy.deepcopy(cfg["model"])
+    model_cfg["modalities"]["image"]["init_args"].update(overrides)
+    pl.seed_everything(cfg.get("seed_everything", 0))
+    model = LZNLightningModule(**model_cfg)
+    data = DigitsDataModule(**cfg["data"]["init_args"])
+    data.setup("fit")
+    images = torch.stack([data.train_dataset[i]["image"] for i in range(256)])
+    stats = AnchorStats(images, every)
+    trainer = pl.Trainer(
+        max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=1,
+        callbacks=[stats],
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.fit(model, data)
+    return stats.rows, time.perf_counter() - start
+
+
+def plot(results: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, rows in results.items():
+        steps = [r["step"] for r in rows]
+        axes[0].plot(steps, [r["anchor_norm"] for r in rows], label=name)
+        axes[1].plot(steps, [r["grad_norm"] for r in rows], label=name)
+        axes[2].plot(steps, [r["train_zone_acc"] for r in rows], label=name)
+    for ax, title in zip(axes, ("mean anchor norm", "gradient norm (before clip)", "train zone accuracy")):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    axes[0].set_yscale("log")
+    axes[1].set_yscale("log")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", type=Path, default=Path("recipes/digits_joint.yaml"))
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--every", type=int, default=25)
+    p.add_argument("--out-json", type=Path, required=True)
+    p.add_argument("--plot", type=Path, default=None)
+    args = p.parse_args()
+    cfg = yaml.safe_load(args.recipe.read_text())
+    results, seconds = {}, {}
+    for name, overrides in SETTINGS.items():
+        results[name], seconds[name] = run(cfg, overrides, args.steps, args.every)
+        args.out_json.write_text(json.dumps({"steps": args.steps, "results": results, "seconds": seconds}, indent=1))
+    if args.plot is not None:
+        plot(results, args.plot)
+    print("| anchor_norm | anchor norm (first -> last) | gradient norm (first -> max) | train zone acc (max -> last) |")
+    print("|---|---|---|---|")
+    for name, rows in results.items():
+        print(
+            f"| {name} | {rows[0]['anchor_norm']:.3g} -> {rows[-1]['anchor_norm']:.3g} | "
+            f"{rows[0]['grad_norm']:.3g} -> {max(r['grad_norm'] for r in rows):.3g} | "
+            f"{max(r['train_zone_acc'] for r in rows):.3f} -> {rows[-1]['train_zone_acc']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

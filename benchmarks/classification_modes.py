@@ -1,0 +1,171 @@
+"""Classification through label zones: the reference's batch context vs the batch-independent bank context.
+
+Trains the digits_joint recipe's model in Python (or loads ``--ckpt``), runs the evaluation callbacks once
+(``trainer.test``), then measures test accuracy of ``model.classify`` over contexts, field sizes, prior-noise
+scales and seeds, and how often a label changes when the test set is reshuffled (batch-mates change).
+
+    python benchmarks/classification_modes.py --recipe recipes/digits_joint.yaml --out-json modes.json
+    python benchmarks/classification_modes.py --ckpt runs/.../last.ckpt --out-json modes.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import yaml
+
+from lzn_lightning.callbacks import (
+    FID,
+    KNN,
+    AnchorBank,
+    ConditionalSampleAccuracy,
+    LinearProbe,
+    ReconstructionL2,
+    SampleGrid,
+    ZoneAccuracy,
+)
+from lzn_lightning.data import DigitsDataModule
+from lzn_lightning import LZNLightningModule
+from lzn_lightning.inference import load_for_inference
+
+
+def train(recipe: Path, steps: int | None, root: Path, accelerator: str, overrides: dict[str, Any]) -> Any:
+    """Build the recipe's model and data in Python and fit it; returns the model."""
+    cfg = yaml.safe_load(recipe.read_text())
+    model_cfg = dict(cfg["model"])
+    for key, value in overrides.items():  # "modalities.image.init_args.anchor_norm" -> nested set
+        node = model_cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    model = LZNLightningModule(**model_cfg)
+    data = DigitsDataModule(**cfg["data"]["init_args"])
+    t = cfg["trainer"]
+    callbacks = [
+        AnchorBank(),
+        SampleGrid(every_n_validations=0, on_test=True),
+        ZoneAccuracy(every_n_validations=1, on_test=True),
+        ConditionalSampleAccuracy(every_n_validations=0),
+        FID(every_n_validations=0),
+        ReconstructionL2(every_n_validations=0),
+        LinearProbe(every_n_validations=0),
+        KNN(every_n_validations=0),
+    ]
+    trainer = pl.Trainer(
+        max_steps=steps or t["max_steps"], accelerator=accelerator, precision="32-true", default_root_dir=root,
+        val_check_interval=t.get("val_check_interval"), check_val_every_n_epoch=None,
+        log_every_n_steps=t.get("log_every_n_steps", 50), callbacks=callbacks, enable_progress_bar=False,
+    )  # fmt: skip
+    pl.seed_everything(cfg.get("seed_everything", 0))
+    start = time.perf_counter()
+    trainer.fit(model, data)
+    fit_s = time.perf_counter() - start
+    trainer.test(model, data)
+    trainer.save_checkpoint(root / "model.ckpt", weights_only=True)  # no optimiser state: small
+    model.fit_seconds = fit_s
+    model.callback_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return model
+
+
+def accuracy(model: Any, x: torch.Tensor, y: torch.Tensor, **kw: Any) -> tuple[float, float]:
+    """(accuracy, seconds) of model.classify."""
+    start = time.perf_counter()
+    pred = model.classify(x, progress=False, **kw)
+    return float((pred == y).float().mean()), time.perf_counter() - start
+
+
+def measure(model: Any, data: DigitsDataModule, seeds: int, dump: Any = None) -> dict[str, Any]:
+    """Accuracy over contexts / field sizes / noise scales / seeds, and label stability under reshuffling."""
+    data.setup("fit")
+    test = [data.test_dataset[i] for i in range(len(data.test_dataset))]
+    x = torch.stack([t["image"] for t in test])
+    y = torch.stack([t["label"] for t in test])
+    train = [data.train_dataset[i] for i in range(len(data.train_dataset))]
+    xtr = torch.stack([t["image"] for t in train])
+    rows: list[dict[str, Any]] = []
+
+    def record(
+        context: str, field: int, noise: float, accs: list[float], secs: list[float], stable: float | None
+    ):
+        rows.append({
+            "context": context, "field": field, "noise": noise, "acc_mean": statistics.mean(accs),
+            "acc_std": statistics.pstdev(accs), "seeds": len(accs), "seconds": statistics.mean(secs),
+            "stable_under_reshuffle": stable,
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+        if dump is not None:  # partial results survive a time-out
+            dump(rows)
+
+    saved_bank = model.anchor_bank
+    model.set_anchor_bank(None)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(123))
+    for bs in (len(x), 256, 64, 16):  # a field of 1 image makes its latent pure noise
+        for noise in (1.0, 0.0):
+            runs = [
+                accuracy(model, x, y, context="batch", batch_size=bs, noise_scale=noise, seed=s)
+                for s in range(seeds)
+            ]
+            p0 = model.classify(x, context="batch", batch_size=bs, noise_scale=noise, seed=0, progress=False)
+            p1 = model.classify(
+                x[perm], context="batch", batch_size=bs, noise_scale=noise, seed=0, progress=False
+            )
+            stable = float((p0[perm] == p1).float().mean())
+            record("batch", bs, noise, [a for a, _ in runs], [s for _, s in runs], stable)
+    for size in (64, 256, len(xtr)):
+        for noise in (0.0, 1.0):
+            accs, secs = [], []
+            for s in range(seeds):  # a different random bank per seed
+                idx = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(s))[:size]
+                model.set_anchor_bank(xtr[idx])
+                a, t = accuracy(model, x, y, context="bank", noise_scale=noise, seed=s)
+                accs.append(a)
+                secs.append(t)
+            p0 = model.classify(x, context="bank", noise_scale=noise, seed=0, progress=False)
+            p1 = model.classify(
+                x[perm], context="bank", noise_scale=noise, seed=0, progress=False, batch_size=7
+            )
+            record("bank", size, noise, accs, secs, float((p0[perm] == p1).float().mean()))
+    model.set_anchor_bank(saved_bank)
+    return {"rows": rows}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--recipe", type=Path, default=Path("recipes/digits_joint.yaml"))
+    p.add_argument("--ckpt", type=Path, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--root", type=Path, default=Path("runs/classification_modes"))
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--set", action="append", default=[], help="model override key=yaml_value")
+    p.add_argument("--out-json", type=Path, required=True)
+    args = p.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if args.ckpt is not None:
+        model = load_for_inference(args.ckpt, "cuda" if torch.cuda.is_available() else "cpu")
+        info: dict[str, Any] = {"ckpt": str(args.ckpt)}
+    else:
+        args.root.mkdir(parents=True, exist_ok=True)
+        model = train(args.recipe, args.steps, args.root, args.accelerator, overrides)
+        info = {"fit_seconds": model.fit_seconds, "callback_metrics": model.callback_metrics}
+    cfg = yaml.safe_load(args.recipe.read_text())
+    data = DigitsDataModule(**cfg["data"]["init_args"])
+    result: dict[str, Any] = {"device": str(model.device), "overrides": overrides, **info}
+
+    def dump(rows: list[dict[str, Any]]) -> None:
+        args.out_json.write_text(json.dumps({**result, "rows": rows}, indent=1))
+
+    dump([])
+    measure(model, data, args.seeds, dump)
+
+
+if __name__ == "__main__":
+    main()
