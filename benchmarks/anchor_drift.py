@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import lzn_lightning.modalities  # noqa: F401  (short class names in the recipe)
 import torch
 import yaml
 
-import lzn_lightning.modalities  # noqa: F401  (short class names in the recipe)
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.data import DigitsDataModule
 
@@ -94,7 +94,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
         axes[0].plot(steps, [r["anchor_norm"] for r in rows], label=name)
         axes[1].plot(steps, [r["grad_norm"] for r in rows], label=name)
         axes[2].plot(steps, [r["train_zone_acc"] for r in rows], label=name)
-    for ax, title in zip(axes, ("mean anchor norm", "gradient norm (before clip)", "train zone accuracy")):
+    for ax, title in zip(axes, ("mean anchor norm", "gradient norm (before clip)", "train zone accuracy"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("step")
     axes[0].set_yscale("log")

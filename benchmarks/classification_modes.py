@@ -21,6 +21,7 @@ import lightning.pytorch as pl
 import torch
 import yaml
 
+from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks import (
     FID,
     KNN,
@@ -32,7 +33,6 @@ from lzn_lightning.callbacks import (
     ZoneAccuracy,
 )
 from lzn_lightning.data import DigitsDataModule
-from lzn_lightning import LZNLightningModule
 from lzn_lightning.inference import load_for_inference
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from lzn_lightning.modalities import ImageModality
 
 D = 16
@@ -45,8 +44,13 @@ def test_group_norm_and_its_alias() -> None:
     assert tower(anchor_norm=False).anchor_norm is None and tower(anchor_norm="none").anchor_norm is None
 
 
-@pytest.mark.parametrize(("kw", "match"), [({"anchor_norm": "layer"}, "anchor_norm must be one of"),
-                                           ({"anchor_norm": "batch", "anchor_scale": 0.0}, "anchor_scale")])  # fmt: skip
+BAD = [
+    ({"anchor_norm": "layer"}, "anchor_norm must be one of"),
+    ({"anchor_norm": "batch", "anchor_scale": 0.0}, "anchor_scale"),
+]
+
+
+@pytest.mark.parametrize(("kw", "match"), BAD)
 def test_bad_anchor_norm_is_a_clear_error_at_construction(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ImageModality(**kw)  # type: ignore[arg-type]

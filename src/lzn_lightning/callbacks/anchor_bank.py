@@ -44,6 +44,6 @@ class AnchorBank(pl.Callback):
         num = self.num or int(getattr(trainer.datamodule, "batch_size", 0) or 256)
         images, _ = split_data(trainer, pl_module, self.split, num, self.seed)
         pl_module.set_anchor_bank(images)
-        rank_zero_info(
-            f"[AnchorBank] {len(images)} random {self.split} images (seed {self.seed}) form the bank"
-        )
+        size = len(getattr(trainer.datamodule, f"{self.split}_dataset", None) or images)
+        which = f"all {size}" if len(images) >= size else f"{len(images)} random (seed {self.seed})"
+        rank_zero_info(f"[AnchorBank] {which} {self.split} images form the bank")

@@ -30,10 +30,10 @@ class BatchAnchorNorm(nn.Module):
         self.norm = nn.BatchNorm1d(dim, affine=False)
         self.scale = scale
 
-    def forward(self, anchors: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, anchors: Tensor) -> Tensor:
         return self.scale * self.norm(anchors)  # [b, d]
 
-    def extra_repr(self) -> str:  # noqa: D102
+    def extra_repr(self) -> str:
         return f"scale={self.scale}"
 
 
