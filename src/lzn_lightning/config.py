@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lzn_lightning.baselines import BASELINE_FORMS
 from lzn_lightning.latent import SOLVERS
 from lzn_lightning.latent.losses import FORMS
 
@@ -41,9 +42,12 @@ class AlignConfig:
         target: Batch field whose anchors define the zones (``label``, or ``image_view2`` for two views).
         steps: Reverse Euler steps.
         cutoff: Fraction of the first (tau near 1, uninformative) steps excluded from the max.
-        form: ``"prob"`` (-mean max p, joint recipes) or ``"log"`` (-mean log max p, representation recipes).
+        form: ``"prob"`` (-mean max p, joint recipes) or ``"log"`` (-mean log max p, representation recipes);
+            or a baseline that skips the latent flow (:mod:`lzn_lightning.baselines`): ``"infonce"``
+            (contrastive, two views) or ``"ce"`` (supervised cross-entropy over the label anchors).
         weight: Loss coefficient.
         class_weights: For a categorical target: weight the zones by the global batch class frequencies.
+        temperature: Temperature of the ``"infonce"`` form (SimCLR's usual 0.1 by default).
     """
 
     source: str
@@ -53,10 +57,13 @@ class AlignConfig:
     form: str = "prob"
     weight: float = 1.0
     class_weights: bool = True
+    temperature: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.form not in FORMS:
-            raise ValueError(f"align form must be one of {FORMS}, got {self.form!r}")
+        if self.form not in FORMS + BASELINE_FORMS:
+            raise ValueError(f"align form must be one of {FORMS + BASELINE_FORMS}, got {self.form!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"align temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.cutoff < 1.0:
             raise ValueError(f"align cutoff must be in [0, 1), got {self.cutoff}")
 

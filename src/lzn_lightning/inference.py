@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lzn_lightning.baselines import prototype_logits
 from lzn_lightning.latent import compute_latent
 from lzn_lightning.nets.rectified_flow import rf_invert, rf_sample
 
@@ -399,7 +400,8 @@ class LZNInferenceMixin:
         noise is seeded by its own pixels). ``context="batch"`` is the reference: the field is the anchors of
         the ``batch_size`` images classified together and the prior noise is drawn at ``eval_flow_noise``; a
         label can then change with the batch-mates, the batch size and the seed. See docs/results.md for the
-        accuracy of both on the digits recipe.
+        accuracy of both on the digits recipe. A model trained with the supervised ``"ce"`` baseline form
+        predicts the nearest label anchor of each image's anchor (no flow; context and noise do not apply).
 
         Args:
             images: Float [N, C, H, W] in [-1, 1], the datamodule's layout.
@@ -427,11 +429,20 @@ class LZNInferenceMixin:
                 if w.shape[0] != k or bool((w < 0).any()) or float(w.sum()) <= 0:
                     raise ValueError(f"class_weights must be {k} non-negative numbers, not all 0")
                 log_w = torch.log(w / w.sum())
+            if self._trained_with_ce(label_field):  # the supervised baseline: nearest label anchor, no flow
+                anchors = self._encode(images, self.image_field(), batch_size)  # [N, d]
+                logits = prototype_logits(anchors, label_mod.anchor_table())  # [N, K]
+                return (logits + (0.0 if log_w is None else log_w)).argmax(1).cpu()
             scale = self._noise_scale(ctx, noise_scale)
             g = self._seeded_generator(seed, None)
             z = self._latents(images, ctx, scale, batch_size, g, progress, f"classify ({ctx})")
             preds = [label_mod.decode(z[s], log_weights=log_w) for s in self._chunks(len(z), batch_size)]
         return torch.cat(preds).cpu() if preds else torch.zeros(0, dtype=torch.long)
+
+    def _trained_with_ce(self, label_field: str | None) -> bool:
+        """Whether the images were aligned with ``label_field`` by the supervised ``"ce"`` baseline form."""
+        source = self.image_field()
+        return any(a.form == "ce" and a.source == source and a.target == label_field for a in self.align)
 
     def embed(
         self, images: Tensor, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool | None = None

@@ -21,9 +21,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lzn_lightning import distributed as D
+from lzn_lightning.baselines import BASELINE_FORMS, baseline_logits
 from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
 from lzn_lightning.inference import LZNInferenceMixin
@@ -187,6 +189,14 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
                     batch[field], z, batch, self.generator()
                 )
         for a in self.align:
+            if a.form in BASELINE_FORMS:  # a baseline objective on the anchors themselves: no latent flow
+                source = anchors_of(a.source)
+                target_anchors, targets, _ = self._zones(a, anchors_of(a.target), batch, train)
+                logits = baseline_logits(a.form, source, target_anchors, a.temperature)  # [b, n]
+                losses[f"align/{a.source}->{a.target}"] = a.weight * F.cross_entropy(logits, targets)
+                with torch.no_grad():
+                    stats[f"zone_acc/{a.source}->{a.target}"] = (logits.argmax(1) == targets).float().mean()
+                continue
             if a.source not in latents:
                 latents[a.source] = self.latents_of(anchors_of(a.source), noise_scale)
             z = latents[a.source]
@@ -340,22 +350,22 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
             ctx.__exit__(None, None, None)
             self._ema_ctx = None
 
-    def on_validation_epoch_start(self) -> None:  # noqa: D102
+    def on_validation_epoch_start(self) -> None:
         self._swap_in()
 
-    def on_validation_epoch_end(self) -> None:  # noqa: D102
+    def on_validation_epoch_end(self) -> None:
         self._swap_out()
 
-    def on_test_epoch_start(self) -> None:  # noqa: D102
+    def on_test_epoch_start(self) -> None:
         self._swap_in()
 
-    def on_test_epoch_end(self) -> None:  # noqa: D102
+    def on_test_epoch_end(self) -> None:
         self._swap_out()
 
-    def on_predict_epoch_start(self) -> None:  # noqa: D102
+    def on_predict_epoch_start(self) -> None:
         self._swap_in()
 
-    def on_predict_epoch_end(self) -> None:  # noqa: D102
+    def on_predict_epoch_end(self) -> None:
         self._swap_out()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
