@@ -235,14 +235,18 @@ class LZNInferenceMixin:
     def _latents(
         self,
         images: Tensor,
-        context: str,
-        noise_scale: float,
+        context: str | None,
+        noise_scale: float | None,
         batch_size: int,
-        g: torch.Generator,
+        seed: int | None,
         progress: bool | None,
         desc: str,
     ) -> Tensor:
-        """Latents [N, d] (on ``self.device``) of the image field's images, in the given context."""
+        """Latents [N, d] (on ``self.device``) of checked images; ``context`` and ``noise_scale`` as the public
+        methods take them (None: the defaults). Call inside :meth:`inference`."""
+        context = self._context(context)
+        noise_scale = self._noise_scale(context, noise_scale)
+        g = self._seeded_generator(seed, None)
         field = self.image_field()
         m = self.modality(field)
         chunks = self._chunks(len(images), batch_size)
@@ -250,7 +254,7 @@ class LZNInferenceMixin:
         # One base seed per call (not per chunk), so per-image noise does not depend on the chunking.
         base = int(torch.randint(0, 2**31, (), generator=g, device=g.device).item()) if bank is not None else None
         out = []
-        with self._bar(len(images), len(chunks), progress, desc) as bar:
+        with self._bar(len(images), len(chunks), progress, f"{desc} ({context})") as bar:
             for s in chunks:
                 x = images[s].to(self.device, torch.float32)
                 anchors = m.encode(x)  # [b, d]
@@ -290,12 +294,8 @@ class LZNInferenceMixin:
             Float [N, d] on the CPU.
         """
         with self.inference():
-            ctx = self._context(context)
             images = self._images(images, self.image_field())
-            scale = self._noise_scale(ctx, noise_scale)
-            z = self._latents(
-                images, ctx, scale, batch_size, self._seeded_generator(seed, None), progress, "latents"
-            )
+            z = self._latents(images, context, noise_scale, batch_size, seed, progress, "latents")
         return z.cpu()
 
     def _noise_scale(self, context: str, noise_scale: float | None) -> float:
@@ -420,7 +420,6 @@ class LZNInferenceMixin:
         label_field = self.label_field()
         label_mod = self.modality(label_field)  # type: ignore[arg-type]
         with self.inference():
-            ctx = self._context(context)
             images = self._images(images, self.image_field())
             log_w = None
             if class_weights is not None:
@@ -433,9 +432,7 @@ class LZNInferenceMixin:
                 anchors = self._encode(images, self.image_field(), batch_size)  # [N, d]
                 logits = prototype_logits(anchors, label_mod.anchor_table())  # [N, K]
                 return (logits + (0.0 if log_w is None else log_w)).argmax(1).cpu()
-            scale = self._noise_scale(ctx, noise_scale)
-            g = self._seeded_generator(seed, None)
-            z = self._latents(images, ctx, scale, batch_size, g, progress, f"classify ({ctx})")
+            z = self._latents(images, context, noise_scale, batch_size, seed, progress, "classify")
             preds = [label_mod.decode(z[s], log_weights=log_w) for s in self._chunks(len(z), batch_size)]
         return torch.cat(preds).cpu() if preds else torch.zeros(0, dtype=torch.long)
 
@@ -517,14 +514,12 @@ class LZNInferenceMixin:
         steps = steps or int(getattr(m, "sample_steps", 20))
         method = method or str(getattr(m, "sample_method", "euler"))
         with self.inference():
-            ctx = self._context(context)
             images = self._images(images, dec_field)
-            scale = self._noise_scale(ctx, noise_scale)
-            z = self._latents(
-                images, ctx, scale, batch_size, self._seeded_generator(seed, None), progress, "latents"
+            z = (  # a plain RF baseline (no latent_from) is not conditioned on latents: none to compute
+                self._latents(images, context, noise_scale, batch_size, seed, progress, "latents")
+                if self.latent_from is not None
+                else None
             )
-            if self.latent_from is None:
-                z = None  # a plain RF baseline: no latent conditioning  # type: ignore[assignment]
             out = []
             for s in self._chunks(len(images), batch_size):
                 x = images[s].to(self.device, torch.float32)
@@ -539,6 +534,12 @@ def reconstruction_l2(original: Tensor, reconstructed: Tensor) -> float:
     """Mean over images of the L2 norm of the error over (C, H, W), in [-1, 1] units (the reference's Recon)."""
     err = (reconstructed.float() - original.float()).flatten(1)  # [N, C*H*W]
     return float(err.norm(dim=1).mean()) if len(err) else math.nan
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def load_for_inference(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
@@ -558,8 +559,7 @@ def load_for_inference(path: str | Path, map_location: str | torch.device = "cpu
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({first})") from None
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({_first_line(err)})") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or "modalities" not in hparams or "state_dict" not in ckpt:
         raise ValueError(
@@ -571,7 +571,6 @@ def load_for_inference(path: str | Path, map_location: str | torch.device = "cpu
 
         model = LZNLightningModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot build the model of {path}: {type(err).__name__}: {first}") from None
+        raise ValueError(f"cannot build the model of {path}: {type(err).__name__}: {_first_line(err)}") from None
     model.eval()
     return model

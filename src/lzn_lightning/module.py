@@ -191,7 +191,7 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         for a in self.align:
             if a.form in BASELINE_FORMS:  # a baseline objective on the anchors themselves: no latent flow
                 source = anchors_of(a.source)
-                target_anchors, targets, _ = self._zones(a, anchors_of(a.target), batch, train)
+                target_anchors, targets, _ = self._zones(a, anchors_of(a.target), batch, weighted=False)
                 logits = baseline_logits(a.form, source, target_anchors, a.temperature)  # [b, n]
                 losses[f"align/{a.source}->{a.target}"] = a.weight * F.cross_entropy(logits, targets)
                 with torch.no_grad():
@@ -200,7 +200,8 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
             if a.source not in latents:
                 latents[a.source] = self.latents_of(anchors_of(a.source), noise_scale)
             z = latents[a.source]
-            target_anchors, targets, log_w = self._zones(a, anchors_of(a.target), batch, train)
+            weighted = train and a.class_weights
+            target_anchors, targets, log_w = self._zones(a, anchors_of(a.target), batch, weighted)
             point, logp = trace_back(z, target_anchors, a.steps, log_w, targets)
             assert logp is not None
             losses[f"align/{a.source}->{a.target}"] = a.weight * alignment_loss(logp, a.cutoff, a.form)
@@ -212,14 +213,15 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         return losses, stats
 
     def _zones(
-        self, a: AlignConfig, local: Tensor, batch: dict[str, Tensor], train: bool
+        self, a: AlignConfig, local: Tensor, batch: dict[str, Tensor], weighted: bool
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(zone anchors [n, d], target index per local row [b], optional log weights [n]) for one align term."""
+        """(zone anchors [n, d], target index per local row [b], log weights [n] of a categorical target when
+        ``weighted``, else None) for one align term."""
         m = self.modality(a.target)
         if m.kind == "categorical":
             labels = batch[a.target].long()
             log_w = None
-            if a.class_weights and train:
+            if weighted:  # the global batch's class frequencies (an all-reduce)
                 counts = D.global_sum(torch.bincount(labels, minlength=local.shape[0]).float())  # [K]
                 log_w = torch.log(counts / counts.sum())  # absent class -> -inf (zero weight)
             return local, labels, log_w
