@@ -117,16 +117,22 @@ class LZNInferenceMixin:
     # ------------------------------------------------------------------------------- which modality does what
     def image_field(self) -> str:
         """The instance field that is encoded: ``latent_from``, else the first instance modality with an encoder."""
+        field = self._encoded_field()
+        if field is None:
+            raise ValueError("this model has no instance modality with an encoder, so it cannot encode images")
+        return field
+
+    def _encoded_field(self) -> str | None:
         candidates = ([self.latent_from] if self.latent_from else []) + list(self.field_map)
         for field in candidates:
             m = self.modality(field)
             if m.kind == "instance" and getattr(m, "has_encoder", True):
                 return field
-        raise ValueError("this model has no instance modality with an encoder, so it cannot encode images")
+        return None
 
     def label_field(self, required: bool = True) -> str | None:
         """The categorical field the image latents are aligned with (the classifier's zones)."""
-        source = self.image_field()
+        source = self._encoded_field()  # None for a plain RF model: it may still have a label field
         aligned = [
             a.target
             for a in self.align

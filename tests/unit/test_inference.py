@@ -265,3 +265,18 @@ def test_cli_errors_are_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lzn classify: error:"), err
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_plain_rf_baseline_generates_and_reconstructs() -> None:
+    """A model without an encoder (the RF baseline) has no latents, but sampling and RF inversion still work."""
+    model = LZNLightningModule(
+        modalities={"image": {"class_path": "ImageModality",
+                              "init_args": {"encoder": "none", "decoder_width": 8, "sample_steps": 2}}},
+        latent_dim=8, latent_from=None,
+    )  # fmt: skip
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert model.generate(2, seed=0).shape == (2, 1, 8, 8)
+    recon = model.reconstruct(x)
+    assert recon.shape == x.shape and bool((recon.abs() <= 1).all())
+    with pytest.raises(ValueError, match="no instance modality with an encoder"):
+        model.embed(x)
