@@ -1,14 +1,34 @@
-"""Side-by-side quality of LZN and its baselines at CPU scale, same code and budget (issue: the paper's claims).
+"""Side-by-side quality of LZN and its baselines at CPU scale, same code and budget (the paper's three claims).
 
-Part ``joint`` (claim 3): the joint recipe (LZN: RF decoder + label-zone alignment) against the supervised
-baseline on the same encoder (``align form: ce``: cross-entropy over the label anchors, no decoder, no flow),
-same steps, batch, learning rates and anchor normalisation. Both are trained ``--seeds`` times from scratch and
-scored on the held-out test split through ``model.classify`` (LZN: the default bank of all training images at
-zone centres; CE: nearest label anchor).
+Every method of a part is built from the same recipe (same networks, steps, batch, learning rates, data split)
+and trained ``--seeds`` times from scratch; only the objective differs.
+
+Part ``joint`` (claim 3): the joint recipe (RF decoder + label-zone alignment) against the supervised baseline on
+the same encoder (``align form: ce``: cross-entropy over the label anchors, no decoder, no flow). Scored on the
+held-out test split through ``model.classify`` (LZN: the default bank of all training images at zone centres;
+CE: nearest label anchor).
+
+Part ``gen`` (claim 1): the generation recipe (RF + LZN: the U-Net decoder conditioned on the image's latent)
+against plain RF (the same U-Net with its latent input fixed to zeros, no encoder). Scored by
+
+* FID of ``--fid-samples`` unconditional samples against the training images, in the 128-d penultimate
+  features of one small CNN trained once per invocation on the training split (Inception features mean little
+  on 8x8 / 28x28 digits; the CNN's held-out accuracy is reported), plus the floor FID(test images, train);
+* reconstruction L2 of 256 training images (RF inversion then decoding, latents in one field of all 256,
+  the reference's "Recon"), mean over 3 prior-noise draws;
+* PNG grids of seed 0's samples and reconstructions (``--img-prefix``).
+
+Part ``repr`` (claim 2): the representation recipe (two augmented views, view-1 latents must land in their own
+view-2 zone) against InfoNCE on the same views and encoder (``align form: infonce``) and against the same
+encoder at random initialisation. Scored by a linear probe (logistic regression) and a 20-NN vote on the frozen
+``embed`` features of the clean training images, tested on the clean test split.
 
     python benchmarks/quality.py --part joint --recipe recipes/digits_joint.yaml --seeds 3 --out-json docs/quality_joint_digits.json
+    python benchmarks/quality.py --part gen --recipe recipes/digits_gen.yaml --seeds 3 --out-json docs/quality_gen_digits.json --img-prefix docs/img/gen_digits
+    python benchmarks/quality.py --part repr --recipe recipes/digits_repr.yaml --seeds 3 --out-json docs/quality_repr_digits.json
 
-Prints a Markdown table (mean +- std over seeds, wall time per run) and writes every run to the JSON.
+Prints a Markdown table (mean +- std over seeds, wall time per run) and writes every run to the JSON after each
+run, so an interrupted benchmark keeps what it measured.
 """
 
 from __future__ import annotations
@@ -19,21 +39,88 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import lzn_lightning.modalities  # noqa: F401  (short class names in recipes)
+import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks import AnchorBank
+from lzn_lightning.callbacks.classifier import predict, train_classifier
+from lzn_lightning.callbacks.fid import features_of, frechet_distance
+from lzn_lightning.callbacks.probe import knn_accuracy, linear_probe_accuracy
 from lzn_lightning.data import DigitsDataModule, MNIST5kDataModule
+from lzn_lightning.inference import reconstruction_l2
 
 DATA = {"DigitsDataModule": DigitsDataModule, "MNIST5kDataModule": MNIST5kDataModule}
+RECON_IMAGES = 256  # why 256: the recipes' batch, i.e. the field size the zones were trained with
+RECON_REPEATS = 3  # prior-noise draws averaged per reconstruction score
+GRID_UPSCALE = 4  # 8x8 digits are unreadable at 1:1 in a browser
 
 
+# ----------------------------------------------------------------------------------------- shared helpers
+def build_data(cfg: dict[str, Any], **overrides: Any) -> Any:
+    """The recipe's datamodule (``overrides`` replace init args), set up."""
+    data_cls = DATA[cfg["data"]["class_path"].rsplit(".", 1)[-1]]
+    data = data_cls(**{**cfg["data"]["init_args"], **overrides})
+    data.setup("fit")
+    data.setup("test")
+    return data
+
+
+def tensors(dataset: Any) -> tuple[Tensor, Tensor]:
+    """All images [N, C, H, W] and labels [N] of a dataset of batch dicts."""
+    items = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
+
+
+def fit(
+    cfg: dict[str, Any], model_cfg: dict[str, Any], seed: int, root: Path, steps: int, bank: bool
+) -> tuple[Any, float]:
+    """Train one model from scratch on the recipe's data; returns (model, fit seconds).
+
+    ``bank``: store all training images as the anchor bank (the field ``model.classify`` uses by default).
+    """
+    pl.seed_everything(seed)
+    model = LZNLightningModule(**{**model_cfg, "seed": seed})
+    trainer = pl.Trainer(
+        max_steps=steps, accelerator="cpu", precision="32-true", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        default_root_dir=root, callbacks=[AnchorBank(num=10**9)] if bank else [],
+    )  # fmt: skip
+    start = time.perf_counter()
+    try:
+        trainer.fit(model, build_data(cfg))
+    except FloatingPointError as err:  # the module gives up after 100 non-finite steps: a result, not a crash
+        raise Diverged(f"step {trainer.global_step}: {err}") from err
+    return model, time.perf_counter() - start
+
+
+class Diverged(RuntimeError):
+    """Training stopped on non-finite losses or gradients (the message names the step)."""
+
+
+def untrained(model_cfg: dict[str, Any], seed: int) -> Any:
+    """The model at its seeded random initialisation."""
+    pl.seed_everything(seed)
+    return LZNLightningModule(**{**model_cfg, "seed": seed})
+
+
+def summary(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    values = [scale * v for v in values]
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+
+
+# ------------------------------------------------------------------------------------- part: joint
 def supervised_ce(model_cfg: dict[str, Any]) -> dict[str, Any]:
     """The recipe's model turned into the supervised baseline: same encoder, CE over the label anchors."""
     cfg = copy.deepcopy(model_cfg)
@@ -43,57 +130,218 @@ def supervised_ce(model_cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def train_and_score(cfg: dict[str, Any], model_cfg: dict[str, Any], seed: int, root: Path) -> dict[str, Any]:
-    """Fit one model from scratch and return its test accuracy and wall time."""
-    pl.seed_everything(seed)
-    model = LZNLightningModule(**{**model_cfg, "seed": seed})
-    data_cls = DATA[cfg["data"]["class_path"].rsplit(".", 1)[-1]]
-    data = data_cls(**cfg["data"]["init_args"])
-    trainer = pl.Trainer(
-        max_steps=cfg["trainer"]["max_steps"], accelerator="cpu", precision="32-true", logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-        num_sanity_val_steps=0, default_root_dir=root, callbacks=[AnchorBank(num=10**9)],  # the whole train split
-    )  # fmt: skip
-    start = time.perf_counter()
-    trainer.fit(model, data)
-    fit_s = time.perf_counter() - start
-    data.setup("test")
-    items = [data.test_dataset[i] for i in range(len(data.test_dataset))]
-    x = torch.stack([it["image"] for it in items])
-    y = torch.stack([it["label"] for it in items])
-    pred = model.classify(x, progress=False)
-    return {"seed": seed, "test_accuracy": float((pred == y).float().mean()), "fit_seconds": fit_s, "n_test": len(y)}
+class JointScore:
+    """Test accuracy through ``model.classify``; for models with a decoder also the FID and the accuracy of
+    class-conditional samples, both through one small CNN trained once on the training split."""
+
+    metrics = {"test_accuracy": "test accuracy (%)", "cond_acc": "conditional-sample accuracy (%)",
+               "fid": "FID (CNN features)"}  # fmt: skip
+
+    def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
+        data = build_data(cfg)
+        self.x, self.y = tensors(data.test_dataset)
+        train_x, self.train_y = tensors(data.train_dataset)
+        trained = train_classifier(train_x, self.train_y, int(self.train_y.max()) + 1, (self.x, self.y), seed=0)
+        self.net = trained.net
+        self.real = features_of(self.net, train_x)
+        self.info = {"feature_network_and_judge": trained.description, "real_images": len(train_x)}
+
+    def __call__(self, model: Any, name: str, seed: int) -> dict[str, float]:
+        pred = model.classify(self.x, progress=False)
+        out = {"test_accuracy": float((pred == self.y).float().mean()), "n_test": len(self.y)}
+        if any(getattr(model.modality(f), "has_decoder", False) for f in model.field_map):
+            # as many samples as real training images, asked for the same labels (same class mix)
+            fake = model.generate(len(self.train_y), labels=self.train_y, seed=seed, progress=False)
+            out["fid"] = frechet_distance(self.real, features_of(self.net, fake))
+            out["cond_acc"] = float((predict(self.net, fake) == self.train_y).float().mean())
+        return out
 
 
-def summary(runs: list[dict[str, Any]], key: str) -> str:
-    values = [100 * r[key] for r in runs]
-    std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+# --------------------------------------------------------------------------------------- part: gen
+def plain_rf(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's model turned into plain RF: same U-Net, latent input fixed to zeros, no encoder, no flow."""
+    cfg = copy.deepcopy(model_cfg)
+    image = cfg["modalities"]["image"]["init_args"]
+    image.update(encoder="none", latent_conditioning=False)
+    cfg["latent_from"] = None
+    cfg.pop("align", None)
+    return cfg
+
+
+class GenScore:
+    """FID in a fixed CNN's features, reconstruction L2 and (seed 0) PNG grids."""
+
+    metrics = {"fid": "FID (CNN features)", "recon_l2": "reconstruction L2"}
+
+    def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
+        data = build_data(cfg)
+        self.train_x, train_y = tensors(data.train_dataset)
+        test_x, test_y = tensors(data.test_dataset)
+        k = int(train_y.max()) + 1
+        trained = train_classifier(self.train_x, train_y, k, (test_x, test_y), seed=0)
+        self.net = trained.net
+        self.real = features_of(self.net, self.train_x)
+        self.num_fake = args.fid_samples
+        g = torch.Generator().manual_seed(0)
+        self.recon_x = self.train_x[torch.randperm(len(self.train_x), generator=g)[:RECON_IMAGES]]
+        self.img_prefix: Path | None = args.img_prefix
+        self.grids: dict[str, tuple[Tensor, Tensor]] = {}
+        self.info = {
+            "feature_network": trained.description,
+            "real_images": len(self.train_x),
+            "generated_images": self.num_fake,
+            "fid_floor_test_vs_train": frechet_distance(self.real, features_of(self.net, test_x)),
+            "recon_images": len(self.recon_x),
+            "recon_repeats": RECON_REPEATS,
+        }
+
+    def __call__(self, model: Any, name: str, seed: int) -> dict[str, float]:
+        fake = model.generate(self.num_fake, seed=seed, progress=False)
+        fid = frechet_distance(self.real, features_of(self.net, fake))
+        errors = []
+        for r in range(RECON_REPEATS):
+            recon = model.reconstruct(self.recon_x, context="batch", batch_size=len(self.recon_x), seed=r)
+            errors.append(reconstruction_l2(self.recon_x, recon))
+        if seed == 0:
+            self.grids[name] = (fake[:100], recon[:16])
+            self.save_grids()
+        return {"fid": fid, "recon_l2": float(np.mean(errors))}
+
+    def save_grids(self) -> None:
+        """``{prefix}_samples.png`` (one 10x10 panel per method, left to right in run order) and
+        ``{prefix}_recon.png`` (row 1: originals, then one row of reconstructions per method)."""
+        if self.img_prefix is None:
+            return
+        self.img_prefix.parent.mkdir(parents=True, exist_ok=True)
+
+        def up(x: Tensor) -> Tensor:
+            return F.interpolate((x.clamp(-1, 1) + 1) / 2, scale_factor=GRID_UPSCALE, mode="nearest")
+
+        panels = [make_grid(up(s), nrow=10, padding=2, pad_value=1.0) for s, _ in self.grids.values()]
+        gap = torch.ones(panels[0].shape[0], panels[0].shape[1], 12)  # white gutter between methods
+        row = [p for panel in panels for p in (panel, gap)][:-1]
+        save_image(torch.cat(row, dim=2), f"{self.img_prefix}_samples.png")
+        rows = [self.recon_x[:16]] + [r for _, r in self.grids.values()]
+        save_image(make_grid(up(torch.cat(rows)), nrow=16, padding=2, pad_value=1.0), f"{self.img_prefix}_recon.png")
+
+
+# -------------------------------------------------------------------------------------- part: repr
+def infonce(model_cfg: dict[str, Any], temperature: float) -> dict[str, Any]:
+    """The recipe's model turned into InfoNCE: same encoder and views, contrastive loss on the anchors."""
+    cfg = copy.deepcopy(model_cfg)
+    (pair,) = cfg["align"]
+    cfg["align"] = [{"source": pair["source"], "target": pair["target"], "form": "infonce",
+                     "temperature": temperature, "weight": pair.get("weight", 1.0)}]  # fmt: skip
+    return cfg
+
+
+class ReprScore:
+    """Linear-probe and kNN test accuracy of frozen ``embed`` features (clean images, no augmentation)."""
+
+    metrics = {"linear_probe": "linear probe on anchors (%)", "knn": "20-NN on anchors (%)",
+               "linear_probe_trunk": "linear probe on pre-head features (%)",
+               "knn_trunk": "20-NN on pre-head features (%)"}  # fmt: skip
+
+    def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
+        data = build_data(cfg, two_views=False)  # same split, clean images
+        self.train = tensors(data.train_dataset)
+        self.test = tensors(data.test_dataset)
+        pixels = [x.flatten(1).numpy() for x in (self.train[0], self.test[0])]  # [N, C*H*W]: no encoder at all
+        ytr, yte = self.train[1].numpy(), self.test[1].numpy()
+        self.info = {
+            "raw_pixels_linear_probe": linear_probe_accuracy(pixels[0], ytr, pixels[1], yte),
+            "raw_pixels_knn": knn_accuracy(pixels[0], ytr, pixels[1], yte, k=20),
+        }
+
+    def __call__(self, model: Any, name: str, seed: int) -> dict[str, float]:
+        ytr, yte = self.train[1].numpy(), self.test[1].numpy()
+        out: dict[str, float] = {"n_train": len(ytr), "n_test": len(yte)}
+        image = model.modality(model.image_field())
+        with model.inference():  # EMA weights, eval mode, no gradients
+            for suffix, fn in (("", image.embed), ("_trunk", image.trunk_features)):
+                ftr, fte = (fn(x).float().numpy() for x in (self.train[0], self.test[0]))
+                out["linear_probe" + suffix] = linear_probe_accuracy(ftr, ytr, fte, yte)
+                out["knn" + suffix] = knn_accuracy(ftr, ytr, fte, yte, k=20)
+                out["dim" + suffix] = ftr.shape[1]
+        return out
+
+
+# ------------------------------------------------------------------------------------------- main
+def methods_of(part: str, model_cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, dict | None]:
+    """Method name -> model config to train (None entries are scored at random initialisation)."""
+    if part == "joint":
+        return {"LZN joint (recipe)": model_cfg, "supervised CE, same encoder": supervised_ce(model_cfg)}
+    if part == "gen":
+        return {"plain RF, same U-Net": plain_rf(model_cfg), "RF + LZN (recipe)": model_cfg}
+    return {
+        "LZN (recipe)": model_cfg,
+        f"InfoNCE (temperature {args.temperature}), same encoder and views": infonce(model_cfg, args.temperature),
+        "random-init encoder (no training)": None,
+    }
+
+
+SCORES: dict[str, Callable[..., Any]] = {"joint": JointScore, "gen": GenScore, "repr": ReprScore}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("joint",), default="joint")
+    p.add_argument("--part", choices=tuple(SCORES), default="joint")
     p.add_argument("--recipe", type=Path, default=Path("recipes/digits_joint.yaml"))
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's max_steps)")
+    p.add_argument("--fid-samples", type=int, default=1000, help="part gen: generated images per FID")
+    p.add_argument("--img-prefix", type=Path, default=None, help="part gen: where seed 0's PNG grids go")
+    p.add_argument("--temperature", type=float, default=0.1, help="part repr: InfoNCE temperature")
     p.add_argument("--root", type=Path, default=Path("runs/quality"))
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
     cfg = yaml.safe_load(args.recipe.read_text())
-    methods = {"LZN joint (recipe)": cfg["model"], "supervised CE, same encoder": supervised_ce(cfg["model"])}
+    steps = args.steps or cfg["trainer"]["max_steps"]
+    start = time.perf_counter()
+    score = SCORES[args.part](cfg, args)
+    methods = methods_of(args.part, cfg["model"], args)
     result: dict[str, Any] = {
-        "recipe": str(args.recipe), "steps": cfg["trainer"]["max_steps"], "machine": platform.processor()
-        or platform.machine(), "torch": torch.__version__, "runs": {name: [] for name in methods},
+        "part": args.part, "recipe": str(args.recipe), "steps": steps, "machine": platform.processor()
+        or platform.machine(), "torch": torch.__version__, "setup_seconds": time.perf_counter() - start,
+        **getattr(score, "info", {}), "runs": {name: [] for name in methods},
     }  # fmt: skip
     for seed in range(args.seeds):  # seed-major, so an interrupted run still has every method at some seeds
         for name, model_cfg in methods.items():
-            result["runs"][name].append(train_and_score(cfg, model_cfg, seed, args.root))
+            t0 = time.perf_counter()
+            try:
+                if model_cfg is None:
+                    model, fit_s = untrained(cfg["model"], seed), 0.0
+                else:
+                    model, fit_s = fit(cfg, model_cfg, seed, args.root, steps, bank=args.part == "joint")
+            except Diverged as err:
+                run = {"seed": seed, "diverged": str(err), "fit_seconds": time.perf_counter() - t0}
+            else:
+                t0 = time.perf_counter()
+                run = {"seed": seed, **score(model, name, seed), "fit_seconds": fit_s}
+                run["eval_seconds"] = time.perf_counter() - t0
+            result["runs"][name].append(run)
             args.out_json.write_text(json.dumps(result, indent=1))
-            print(name, result["runs"][name][-1], flush=True)
-    print(f"\n| method | test accuracy (%, {args.seeds} seeds) | fit time per run (s) |")
-    print("|---|---:|---:|")
+            print(name, run, flush=True)
+    print_table(result, score.metrics, args.seeds)
+
+
+def print_table(result: dict[str, Any], metrics: dict[str, str], seeds: int) -> None:
+    print(f"\n| method | " + " | ".join(f"{label}, {seeds} seeds" for label in metrics.values()) + " | fit s/run |")
+    print("|---|" + "---:|" * (len(metrics) + 1))
     for name, runs in result["runs"].items():
-        print(f"| {name} | {summary(runs, 'test_accuracy')} | {statistics.mean(r['fit_seconds'] for r in runs):.0f} |")
+        diverged = sum("diverged" in r for r in runs)
+        runs = [r for r in runs if "diverged" not in r]
+        if diverged:
+            name += f" ({diverged} of {diverged + len(runs)} runs diverged)"
+        if not runs:
+            print(f"| {name} |" + " – |" * (len(metrics) + 1))
+            continue
+        cells = []
+        for key, label in metrics.items():
+            percent = "%" in label
+            values = [r[key] for r in runs if key in r]
+            cells.append(summary(values, 100.0 if percent else 1.0, 2 if percent else 3) if values else "–")
+        print(f"| {name} | " + " | ".join(cells) + f" | {statistics.mean(r['fit_seconds'] for r in runs):.0f} |")
 
 
 if __name__ == "__main__":

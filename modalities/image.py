@@ -196,6 +196,12 @@ class ImageModality(Modality):
             return self.encoder.features(x)
         return self.encode(x)
 
+    def trunk_features(self, x: Tensor) -> Tensor:
+        """The encoder's pre-head feature [B, C] (tower: pooled deepest map; timm: the pooled backbone output)."""
+        if self.encoder is None:
+            raise RuntimeError("this ImageModality was built with encoder='none'")
+        return self.encoder.features(x)
+
     @property
     def has_decoder(self) -> bool:
         """Whether the RF decoder exists."""

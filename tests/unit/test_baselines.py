@@ -90,3 +90,28 @@ def test_infonce_baseline_gives_the_encoder_gradients() -> None:
     assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads)
     assert 0.0 <= float(stats["zone_acc/image->image_view2"]) <= 1.0
     assert math.isfinite(float(loss)) and float(loss) > 0
+
+
+def test_plain_rf_baseline_is_the_same_unet_with_the_latent_ignored() -> None:
+    """The generation comparison's baseline (encoder none, latent_conditioning false) has exactly the LZN
+    decoder's parameters, and its velocity does not change with the latent."""
+    base = {**IMAGE["init_args"], "num_classes": 0}
+    lzn = LZNLightningModule(modalities={"image": {"class_path": "ImageModality", "init_args": base}}, latent_dim=8)
+    rf = LZNLightningModule(
+        modalities={"image": {"class_path": "ImageModality",
+                              "init_args": {**base, "encoder": "none", "latent_conditioning": False}}},
+        latent_dim=8, latent_from=None,
+    )  # fmt: skip
+    shapes = {k: v.shape for k, v in lzn.modality("image").decoder.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in rf.modality("image").decoder.state_dict().items()}
+    assert rf.modality("image").encoder is None
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(4, 1, 8, 8, generator=g), torch.rand(4, generator=g)
+    dec = rf.modality("image").decoder
+    with torch.no_grad():
+        torch.nn.init.normal_(dec.conv_out.weight)  # zero-initialised: make the output depend on the input
+        v_zero, v_latent = dec(x, t, torch.zeros(4, 8)), dec(x, t, torch.randn(4, 8, generator=g))
+    torch.testing.assert_close(v_zero, v_latent)
+    assert lzn.modality("image").trunk_features(x).shape == (4, lzn.modality("image").encoder.path.out_channels)
+    with pytest.raises(RuntimeError, match="encoder='none'"):
+        rf.modality("image").trunk_features(x)

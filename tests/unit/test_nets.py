@@ -207,6 +207,19 @@ def test_tower_every_head_and_parameter_gets_gradient() -> None:
     assert not missing
 
 
+def test_tower_features_are_the_pooled_deepest_map() -> None:
+    torch.manual_seed(0)
+    tower = _tiny_tower()
+    x = torch.rand(3, 1, 8, 8) * 2 - 1
+    feats = tower.features(x)
+    _, mid = tower.path(x)
+    assert feats.shape == (3, tower.path.out_channels)
+    torch.testing.assert_close(feats, mid.mean(dim=(2, 3)))
+    assert not torch.allclose(feats[0], feats[1])  # depends on the image
+    with pytest.raises(ValueError):
+        tower.features(torch.zeros(2, 3, 8, 8))
+
+
 def test_tower_rejects_bad_inputs() -> None:
     tower = _tiny_tower()
     with pytest.raises(ValueError, match=r"x must be \[B, 1, 8, 8\]"):

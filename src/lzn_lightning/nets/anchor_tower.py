@@ -119,6 +119,19 @@ class AnchorTower(nn.Module):
         res = [*self.path.skip_resolutions, self.path.out_resolution]
         return [res[i] for i in self.head_index]
 
+    def features(self, x: Tensor) -> Tensor:
+        """The pre-head representation: the deepest feature map, globally average-pooled (as a ResNet's pool).
+
+        Args:
+            x: [B, channels, size, size] images in [-1, 1].
+
+        Returns:
+            [B, C] with C the middle block's channels (``width * ch_mult[-1]``).
+        """
+        check_image(x, self.channels, self.size)
+        _, mid = self.path(x)
+        return mid.mean(dim=(2, 3))  # [B, C, r, r] -> [B, C]
+
     def forward(self, x: Tensor) -> Tensor:
         """Encode images into anchors.
 
