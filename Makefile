@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test test-all test-ddp lint bench bench-quality clean
+.PHONY: install test test-all test-ddp lint bench bench-quality bench-quality-mnist clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,9 +30,21 @@ lint:
 bench:  ## speed/memory of the latent ops vs a materialising implementation -> docs/results.md
 	$(BIN)/python benchmarks/latent_ops.py --out docs/results.md
 
-bench-quality:  ## LZN joint vs supervised CE on digits, 3 seeds each (~30 min on 2 CPU cores) -> a JSON + table
+bench-quality:  ## the paper's 3 claims vs their baselines on digits, 3 seeds (~2 h on 2 CPU cores) -> JSONs + tables
 	$(BIN)/python benchmarks/quality.py --part joint --recipe recipes/digits_joint.yaml --seeds 3 \
 		--out-json docs/quality_joint_digits.json
+	$(BIN)/python benchmarks/quality.py --part gen --recipe recipes/digits_gen.yaml --seeds 3 \
+		--out-json docs/quality_gen_digits.json --img-prefix docs/img/gen_digits
+	$(BIN)/python benchmarks/quality.py --part repr --recipe recipes/digits_repr.yaml --seeds 3 \
+		--out-json docs/quality_repr_digits.json
+
+bench-quality-mnist:  ## the same on MNIST-5k, 1 seed (~2.5 h on 2 CPU cores) -> JSONs + tables
+	$(BIN)/python benchmarks/quality.py --part joint --recipe recipes/mnist_joint.yaml --seeds 1 \
+		--out-json docs/quality_joint_mnist.json
+	$(BIN)/python benchmarks/quality.py --part gen --recipe recipes/mnist_gen.yaml --seeds 1 \
+		--out-json docs/quality_gen_mnist.json --img-prefix docs/img/gen_mnist
+	$(BIN)/python benchmarks/quality.py --part repr --recipe recipes/mnist_repr.yaml --seeds 1 \
+		--out-json docs/quality_repr_mnist.json
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache lightning_logs
