@@ -45,7 +45,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import lzn_lightning.modalities  # noqa: F401  (short class names in recipes)
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -54,11 +53,12 @@ from torchvision.utils import make_grid, save_image
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks import AnchorBank
+from lzn_lightning.callbacks.base import dataset_tensors
 from lzn_lightning.callbacks.classifier import predict, train_classifier
 from lzn_lightning.callbacks.fid import features_of, frechet_distance
 from lzn_lightning.callbacks.probe import knn_accuracy, linear_probe_accuracy
 from lzn_lightning.data import DigitsDataModule, MNIST5kDataModule
-from lzn_lightning.inference import reconstruction_l2
+from lzn_lightning.inference import mean_reconstruction_l2
 
 DATA = {"DigitsDataModule": DigitsDataModule, "MNIST5kDataModule": MNIST5kDataModule}
 RECON_IMAGES = 256  # why 256: the recipes' batch, i.e. the field size the zones were trained with
@@ -77,9 +77,11 @@ def build_data(cfg: dict[str, Any], **overrides: Any) -> Any:
 
 
 def tensors(dataset: Any) -> tuple[Tensor, Tensor]:
-    """All images [N, C, H, W] and labels [N] of a dataset of batch dicts."""
-    items = [dataset[i] for i in range(len(dataset))]
-    return torch.stack([it["image"] for it in items]), torch.stack([it["label"] for it in items])
+    """All images [N, C, H, W] and labels [N] of a labelled dataset of batch dicts."""
+    images, labels = dataset_tensors(dataset)
+    if labels is None:
+        raise ValueError(f"{dataset!r} has no labels; the quality benchmarks score against labels")
+    return images, labels
 
 
 def fit(
@@ -89,8 +91,7 @@ def fit(
 
     ``bank``: store all training images as the anchor bank (the field ``model.classify`` uses by default).
     """
-    pl.seed_everything(seed)
-    model = LZNLightningModule(**{**model_cfg, "seed": seed})
+    model = untrained(model_cfg, seed)
     trainer = pl.Trainer(
         max_steps=steps, accelerator="cpu", precision="32-true", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
@@ -120,6 +121,23 @@ def summary(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
 
 
+class CNNJudge:
+    """One SmallCNN (seed 0) trained on the recipe's training split: the FID feature network and the judge of
+    conditional samples, identical for every method and seed of a benchmark run.
+
+    Attributes: ``train`` and ``test`` (images, labels), ``net``, ``description`` (with its test accuracy) and
+    ``real`` (features of the training images).
+    """
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        data = build_data(cfg)
+        self.train = tensors(data.train_dataset)
+        self.test = tensors(data.test_dataset)
+        trained = train_classifier(*self.train, int(self.train[1].max()) + 1, self.test, seed=0)
+        self.net, self.description = trained.net, trained.description
+        self.real = features_of(self.net, self.train[0])
+
+
 # ------------------------------------------------------------------------------------- part: joint
 def supervised_ce(model_cfg: dict[str, Any]) -> dict[str, Any]:
     """The recipe's model turned into the supervised baseline: same encoder, CE over the label anchors."""
@@ -138,13 +156,11 @@ class JointScore:
                "fid": "FID (CNN features)"}  # fmt: skip
 
     def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
-        data = build_data(cfg)
-        self.x, self.y = tensors(data.test_dataset)
-        train_x, self.train_y = tensors(data.train_dataset)
-        trained = train_classifier(train_x, self.train_y, int(self.train_y.max()) + 1, (self.x, self.y), seed=0)
-        self.net = trained.net
-        self.real = features_of(self.net, train_x)
-        self.info = {"feature_network_and_judge": trained.description, "real_images": len(train_x)}
+        judge = CNNJudge(cfg)
+        self.net, self.real = judge.net, judge.real
+        self.x, self.y = judge.test
+        self.train_y = judge.train[1]
+        self.info = {"feature_network_and_judge": judge.description, "real_images": len(self.train_y)}
 
     def __call__(self, model: Any, name: str, seed: int) -> dict[str, float]:
         pred = model.classify(self.x, progress=False)
@@ -174,23 +190,19 @@ class GenScore:
     metrics = {"fid": "FID (CNN features)", "recon_l2": "reconstruction L2"}
 
     def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
-        data = build_data(cfg)
-        self.train_x, train_y = tensors(data.train_dataset)
-        test_x, test_y = tensors(data.test_dataset)
-        k = int(train_y.max()) + 1
-        trained = train_classifier(self.train_x, train_y, k, (test_x, test_y), seed=0)
-        self.net = trained.net
-        self.real = features_of(self.net, self.train_x)
+        judge = CNNJudge(cfg)
+        self.net, self.real = judge.net, judge.real
+        train_x = judge.train[0]
         self.num_fake = args.fid_samples
         g = torch.Generator().manual_seed(0)
-        self.recon_x = self.train_x[torch.randperm(len(self.train_x), generator=g)[:RECON_IMAGES]]
+        self.recon_x = train_x[torch.randperm(len(train_x), generator=g)[:RECON_IMAGES]]
         self.img_prefix: Path | None = args.img_prefix
         self.grids: dict[str, tuple[Tensor, Tensor]] = {}
         self.info = {
-            "feature_network": trained.description,
-            "real_images": len(self.train_x),
+            "feature_network": judge.description,
+            "real_images": len(train_x),
             "generated_images": self.num_fake,
-            "fid_floor_test_vs_train": frechet_distance(self.real, features_of(self.net, test_x)),
+            "fid_floor_test_vs_train": frechet_distance(self.real, features_of(self.net, judge.test[0])),
             "recon_images": len(self.recon_x),
             "recon_repeats": RECON_REPEATS,
         }
@@ -198,14 +210,11 @@ class GenScore:
     def __call__(self, model: Any, name: str, seed: int) -> dict[str, float]:
         fake = model.generate(self.num_fake, seed=seed, progress=False)
         fid = frechet_distance(self.real, features_of(self.net, fake))
-        errors = []
-        for r in range(RECON_REPEATS):
-            recon = model.reconstruct(self.recon_x, context="batch", batch_size=len(self.recon_x), seed=r)
-            errors.append(reconstruction_l2(self.recon_x, recon))
+        recon_l2, recon = mean_reconstruction_l2(model, self.recon_x, RECON_REPEATS, context="batch")
         if seed == 0:
             self.grids[name] = (fake[:100], recon[:16])
             self.save_grids()
-        return {"fid": fid, "recon_l2": float(np.mean(errors))}
+        return {"fid": fid, "recon_l2": recon_l2}
 
     def save_grids(self) -> None:
         """``{prefix}_samples.png`` (one 10x10 panel per method, left to right in run order) and
@@ -326,7 +335,7 @@ def main() -> None:
 
 
 def print_table(result: dict[str, Any], metrics: dict[str, str], seeds: int) -> None:
-    print(f"\n| method | " + " | ".join(f"{label}, {seeds} seeds" for label in metrics.values()) + " | fit s/run |")
+    print("\n| method | " + " | ".join(f"{label}, {seeds} seeds" for label in metrics.values()) + " | fit s/run |")
     print("|---|" + "---:|" * (len(metrics) + 1))
     for name, runs in result["runs"].items():
         diverged = sum("diverged" in r for r in runs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lzn_lightning.modality import Modality
 from lzn_lightning.nets import AnchorTower, LatentUNet, TimmAnchorEncoder, rf_loss, rf_sample

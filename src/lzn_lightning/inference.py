@@ -542,6 +542,29 @@ def reconstruction_l2(original: Tensor, reconstructed: Tensor) -> float:
     return float(err.norm(dim=1).mean()) if len(err) else math.nan
 
 
+def mean_reconstruction_l2(
+    model: Any, images: Tensor, repeats: int, seed: int = 0, **reconstruct_kwargs: Any
+) -> tuple[float, Tensor]:
+    """The reference's Recon: ``model.reconstruct`` of all ``images`` in one batch (one field), once per
+    prior-noise seed ``seed, seed + 1, ...``; returns the mean :func:`reconstruction_l2` and the last
+    reconstruction.
+
+    Args:
+        model: A model with :meth:`LZNInferenceMixin.reconstruct`.
+        images: Float [N, C, H, W] in [-1, 1].
+        repeats: Number of prior-noise draws.
+        seed: Seed of the first draw.
+        **reconstruct_kwargs: Passed on to ``reconstruct`` (``labels``, ``context``, ``steps``, ...).
+    """
+    errors, recon = [], images
+    for r in range(repeats):
+        recon = model.reconstruct(
+            images, batch_size=len(images), seed=seed + r, progress=False, **reconstruct_kwargs
+        )
+        errors.append(reconstruction_l2(images, recon))
+    return sum(errors) / len(errors), recon
+
+
 def _first_line(err: Exception) -> str:
     """The first line of an exception's message (its type name when the message is empty)."""
     text = str(err).strip()

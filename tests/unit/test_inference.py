@@ -16,7 +16,7 @@ from tiny_lzn import BANK, LATENT_DIM, NUM_CLASSES, tiny_data, train_tiny
 
 from lzn_lightning.cli import main
 from lzn_lightning import LZNLightningModule
-from lzn_lightning.inference import load_for_inference, reconstruction_l2
+from lzn_lightning.inference import load_for_inference, mean_reconstruction_l2, reconstruction_l2
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,14 @@ def test_reconstruct(model: Any, images: tuple) -> None:
     err = reconstruction_l2(x, r)
     assert 0 < err < reconstruction_l2(x, -x)  # better than the negated image
     assert model.reconstruct(x[:2]).shape == (2, 1, 8, 8)  # labels from classify, bank context
+
+
+def test_mean_reconstruction_l2_averages_one_field_per_noise_seed(model: Any, images: tuple) -> None:
+    x, y = images
+    mean, last = mean_reconstruction_l2(model, x, 3, seed=5, labels=y, context="batch")
+    runs = [model.reconstruct(x, labels=y, context="batch", batch_size=len(x), seed=s) for s in (5, 6, 7)]
+    assert abs(mean - sum(reconstruction_l2(x, r) for r in runs) / 3) < 1e-6
+    torch.testing.assert_close(last, runs[-1])
 
 
 @pytest.mark.gpu

@@ -104,15 +104,27 @@ def split_data(
             indices = list(range(n))
         else:
             indices = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num].tolist()
-        items = [dataset[i] for i in indices]
-        images = torch.stack([torch.as_tensor(it[image_key]) for it in items]).float()
-        labels = (
-            torch.stack([torch.as_tensor(it[label_key]) for it in items]).long()
-            if label_key in items[0]
-            else None
-        )
-        return images, labels
+        return dataset_tensors(dataset, image_key, label_key, indices)
     return _from_loader(trainer, split, num, image_key, label_key)
+
+
+def dataset_tensors(
+    dataset: Any, image_key: str = "image", label_key: str = "label", indices: list[int] | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """Images [N, C, H, W] (float) and labels [N] (long, or None when items have none) of a dataset of dicts.
+
+    Args:
+        dataset: Indexable dataset whose items are dicts holding ``image_key`` (and maybe ``label_key``).
+        image_key: Key of the image in each item.
+        label_key: Key of the label in each item.
+        indices: Items to take, in order (None: all).
+    """
+    items = [dataset[i] for i in (range(len(dataset)) if indices is None else indices)]
+    images = torch.stack([torch.as_tensor(it[image_key]) for it in items]).float()
+    labels = (
+        torch.stack([torch.as_tensor(it[label_key]) for it in items]).long() if label_key in items[0] else None
+    )
+    return images, labels
 
 
 def _from_loader(

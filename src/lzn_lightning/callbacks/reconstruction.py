@@ -7,7 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lzn_lightning.callbacks.base import EvalCallback, split_data
-from lzn_lightning.inference import reconstruction_l2
+from lzn_lightning.inference import mean_reconstruction_l2
 
 
 class ReconstructionL2(EvalCallback):
@@ -54,13 +54,9 @@ class ReconstructionL2(EvalCallback):
         """Reconstruct the images ``repeats`` times and average the L2 errors."""
         m: Any = pl_module
         images, labels = split_data(trainer, m, self.split, self.num_samples, self.seed)
-        errors = []
-        for r in range(self.repeats):
-            recon = m.reconstruct(
-                images, labels=labels, context=self.context, steps=self.steps,
-                batch_size=len(images), seed=self.seed + r, progress=False,
-            )  # fmt: skip
-            errors.append(reconstruction_l2(images, recon))
+        l2, _ = mean_reconstruction_l2(
+            m, images, self.repeats, self.seed, labels=labels, context=self.context, steps=self.steps
+        )
         dec = m.modality(m.decoder_field())
         steps = self.steps or getattr(dec, "sample_steps", "?")
         what = (
@@ -68,4 +64,4 @@ class ReconstructionL2(EvalCallback):
             f"{getattr(dec, 'sample_method', 'euler')} {steps} steps inversion + decoding, {self.repeats} noise "
             "draw(s), EMA weights"
         )
-        return {"recon_l2": sum(errors) / len(errors)}, what
+        return {"recon_l2": l2}, what
