@@ -35,6 +35,35 @@ def _row_chunks(b: int, n: int) -> list[slice]:
     return [slice(i, min(i + step, b)) for i in range(0, b, step)]
 
 
+def _softmax_mean_logit_grad(p: Tensor, grad_m: Tensor, k: Tensor) -> Tensor:
+    """d<grad_m, m>/d logits for m = P @ a, written so that near-one-hot rows cancel nothing.
+
+    The textbook form ``P_ij * (<g_i, a_j> - <g_i, m_i>)`` subtracts two nearly equal numbers when row i is
+    (nearly) one-hot: the true value is O(1 - P_ij*) while each term is O(|g||a|), so float32 leaves only rounding
+    error, and the caller multiplies it by s = (1-tau)/tau^2 (up to 1e8). Both terms are shifted here by the same
+    per-row reference G_ij* (j* = the row's most probable zone) before they meet:
+
+        d_ij = P_ij * ((G_ij - G_ij*) - sum_k P_ik (G_ik - G_ij*)),   G = g @ a^T
+
+    which is the same value in exact arithmetic (the shift cancels because sum_k P_ik = 1), but now the dominant
+    column is exactly ``-P_ij* sum_k P_ik (G_ik - G_ij*)``: a sum of small terms, each with small relative error.
+    Differences of G only involve a_j - a_j*, so the centred anchors ``k`` give the same values with less
+    rounding than the raw ones.
+
+    Args:
+        p: Posterior block [c, n].
+        grad_m: Upstream gradient of the rows' means [c, d].
+        k: Centred anchors [n, d].
+
+    Returns:
+        Gradient with respect to the logits [c, n].
+    """
+    g_a = grad_m @ k.T  # [c, n]
+    ref = g_a.gather(1, p.argmax(dim=1, keepdim=True))  # [c, 1]: G at each row's dominant zone
+    g_a = g_a - ref
+    return p * (g_a - (p * g_a).sum(dim=1, keepdim=True))
+
+
 class _SoftmaxMean(torch.autograd.Function):
     """m = softmax(s * q @ k.T + bias) @ v and log P[i, target_i], recomputing P in backward.
 
@@ -58,25 +87,23 @@ class _SoftmaxMean(torch.autograd.Function):
                 m[rows] = p @ v  # [c, d]
                 if targets is not None:
                     logp[rows] = logits.gather(1, targets[rows, None]).squeeze(1) - lse[rows]
-        ctx.save_for_backward(q, k, v, bias, m, lse, targets)
+        ctx.save_for_backward(q, k, v, bias, lse, targets)
         ctx.s = s
         return m, logp
 
     @staticmethod
     def backward(ctx: Any, grad_m: Tensor, grad_logp: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        q, k, v, bias, m, lse, targets = ctx.saved_tensors
+        q, k, v, bias, lse, targets = ctx.saved_tensors
         s = ctx.s
         grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         grad_bias = torch.zeros_like(bias)
         with full_precision():
             grad_m = grad_m.to(q.dtype)
             grad_logp = grad_logp.to(q.dtype)
-            row_dot = (grad_m * m).sum(dim=1)  # [b]: sum_j P_ij <g_i, v_j> = <g_i, m_i>
             for rows in _row_chunks(q.shape[0], k.shape[0]):
                 logits = torch.addmm(bias.unsqueeze(0), q[rows], k.T, alpha=s)  # [c, n]
                 p = torch.exp(logits - lse[rows, None])  # [c, n]
-                # d m / d logits through the softmax: P * (g v^T - <g, m>)
-                d_logits = p * (grad_m[rows] @ v.T - row_dot[rows, None])  # [c, n]
+                d_logits = _softmax_mean_logit_grad(p, grad_m[rows], k)  # [c, n]
                 if targets is not None:
                     # d log P[i, t_i] / d logits = onehot(t_i) - P_i
                     d_logits -= grad_logp[rows, None] * p

@@ -23,13 +23,14 @@ def velocity_direct(x: Tensor, anchors: Tensor, tau: float, log_weights: Tensor 
 def _velocity_and_pdf(
     x: Tensor, anchors: Tensor, tau: float, log_weights: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
+    """Returns (v [b, d], logits [b, n]) with logits = -|eps_ij|^2/2 + log w_j (unnormalised log posterior)."""
     eps = (x[:, None, :] - (1.0 - tau) * anchors[None, :, :]) / tau  # [b, n, d]
     g = -0.5 * (eps * eps).sum(dim=2)  # [b, n]
-    u = torch.exp(g - g.max(dim=1, keepdim=True).values)
     if log_weights is not None:
-        u = u * log_weights.exp()[None, :]
+        g = g + log_weights[None, :]
+    u = torch.exp(g - g.max(dim=1, keepdim=True).values)
     v = (u[:, :, None] * (eps - anchors[None, :, :])).sum(dim=1) / u.sum(dim=1, keepdim=True)  # [b, d]
-    return v, u
+    return v, g
 
 
 def euler_forward_direct(
@@ -82,9 +83,8 @@ def trace_back_direct(
     x, logps = latent, []
     for s in range(steps):
         tau = 1.0 - s / steps
-        v, u = _velocity_and_pdf(x, anchors, tau, log_weights)
+        v, logits = _velocity_and_pdf(x, anchors, tau, log_weights)
         if targets is not None:
-            p = u / u.sum(dim=1, keepdim=True)
-            logps.append(p.gather(1, targets[:, None]).squeeze(1).log())
+            logps.append(torch.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1))
         x = x - v / steps
     return x, (torch.stack(logps) if targets is not None else None)
