@@ -112,10 +112,14 @@ def main() -> None:
     p.add_argument("--every", type=int, default=25)
     p.add_argument("--out-json", type=Path, required=True)
     p.add_argument("--plot", type=Path, default=None)
+    p.add_argument(
+        "--settings", nargs="+", choices=tuple(SETTINGS), default=tuple(SETTINGS), help="which settings to train"
+    )
     args = p.parse_args()
     cfg = yaml.safe_load(args.recipe.read_text())
     results, seconds = {}, {}
-    for name, overrides in SETTINGS.items():
+    for name in args.settings:
+        overrides = SETTINGS[name]
         results[name], seconds[name] = run(cfg, overrides, args.steps, args.every)
         args.out_json.write_text(json.dumps({"steps": args.steps, "results": results, "seconds": seconds}, indent=1))
     if args.plot is not None:
