@@ -301,6 +301,7 @@ def main() -> None:
     p.add_argument("--fid-samples", type=int, default=1000, help="part gen: generated images per FID")
     p.add_argument("--img-prefix", type=Path, default=None, help="part gen: where seed 0's PNG grids go")
     p.add_argument("--temperature", type=float, default=0.1, help="part repr: InfoNCE temperature")
+    p.add_argument("--only", nargs="+", default=None, help="train only methods whose name contains one of these")
     p.add_argument("--root", type=Path, default=Path("runs/quality"))
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
@@ -309,6 +310,8 @@ def main() -> None:
     start = time.perf_counter()
     score = SCORES[args.part](cfg, args)
     methods = methods_of(args.part, cfg["model"], args)
+    if args.only:
+        methods = {name: m for name, m in methods.items() if any(key in name for key in args.only)}
     result: dict[str, Any] = {
         "part": args.part, "recipe": str(args.recipe), "steps": steps, "machine": platform.processor()
         or platform.machine(), "torch": torch.__version__, "setup_seconds": time.perf_counter() - start,
