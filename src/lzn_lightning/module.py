@@ -28,6 +28,7 @@ from lzn_lightning import distributed as D
 from lzn_lightning.baselines import BASELINE_FORMS, baseline_logits
 from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
+from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
 from lzn_lightning.inference import LZNInferenceMixin
 from lzn_lightning.latent import alignment_loss, compute_latent, nearest_anchor, trace_back
 from lzn_lightning.modality import Modality
@@ -210,6 +211,11 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
                 stats[f"zone_prob/{a.source}->{a.target}"] = logp[-1].exp().mean()
         if not losses:
             raise ValueError("nothing to train: no decoder on latent_from and no align terms")
+        for field, a in anchors.items():
+            if self.modality(field).kind == "instance":
+                stats.update({f"health/{k}/{field}": v for k, v in anchor_stats(a).items()})
+        for field, z in latents.items():
+            stats.update({f"health/{k}/{field}": v for k, v in latent_stats(z).items()})
         return losses, stats
 
     def _zones(
@@ -260,6 +266,7 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
                 for p in group["params"]:
                     p.grad = None
                 frozen_names.add(group["name"])
+        group_norms = group_grad_norms(opt.param_groups)  # before clipping: which group drives the total
         params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
         max_norm = self.grad_clip if self.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
@@ -275,6 +282,8 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         b = next(iter(batch.values())).shape[0]
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=b)
         self.log("train/grad_norm", grad_norm.detach(), batch_size=b)
+        for name, norm in group_norms.items():
+            self.log(f"train/health/grad_norm/{name}", norm, batch_size=b)
         for key, value in {**losses, **stats}.items():
             self.log(f"train/{key}", value.detach(), prog_bar=key.startswith("zone_acc"), batch_size=b)
 
