@@ -383,3 +383,18 @@ def test_imagenet_layout(tmp_path: Path) -> None:
     single = ImageNetDataModule(root=str(tmp_path), size=16, batch_size=4, two_views=False, num_workers=0)
     _check_batch(next(iter(single.train_dataloader())), (3, 16, 16), 4, num_classes=2)
     _check_batch(next(iter(single.val_dataloader())), (3, 16, 16), 2, num_classes=2)
+
+
+def test_imagenet_views_are_always_blurred_as_in_the_paper() -> None:
+    from torchvision.transforms import v2
+
+    def blur_ops(t: v2.Compose) -> tuple[list, list]:
+        direct = [op for op in t.transforms if isinstance(op, v2.GaussianBlur)]
+        wrapped = [op for op in t.transforms if isinstance(op, v2.RandomApply)
+                   and any(isinstance(o, v2.GaussianBlur) for o in op.transforms)]  # fmt: skip
+        return direct, wrapped
+
+    direct, wrapped = blur_ops(ImageNetDataModule(root="unused", size=224).view_transform())
+    assert len(direct) == 1 and not wrapped and tuple(direct[0].kernel_size) == (23, 23)
+    direct, wrapped = blur_ops(two_view_transform(224))  # SimCLR's p=0.5 stays the default elsewhere
+    assert not direct and len(wrapped) == 1 and wrapped[0].p == 0.5

@@ -95,7 +95,8 @@ class ImageNetDataModule(LZNDataModule):
         return train, val, val
 
     def view_transform(self) -> Callable[[Any], Any]:
-        return two_view_transform(self.size, channels=3)
+        # Why blur_p=1: the paper's ImageNet views are always blurred (kernel 23, sigma in [0.1, 2]), unlike SimCLR's p=0.5.
+        return two_view_transform(self.size, channels=3, blur_p=1.0)
 
     def train_transform(self) -> Callable[[Any], Any]:
         return v2.Compose([v2.RandomResizedCrop(self.size, antialias=True), v2.RandomHorizontalFlip()])

@@ -80,11 +80,12 @@ def two_view_transform(
     flip: bool = True,
     jitter_strength: float = 1.0,
     blur: bool = True,
+    blur_p: float = 0.5,
 ) -> v2.Compose:
     """One random SimCLR-like view of an image; call it twice for the two views of contrastive learning.
 
     Pipeline: RandomResizedCrop -> horizontal flip -> (3 channels only) colour jitter with p=0.8 and grayscale
-    with p=0.2 -> Gaussian blur with p=0.5 -> float32 in [-1, 1]. The input may be larger than ``size``
+    with p=0.2 -> Gaussian blur with p=``blur_p`` -> float32 in [-1, 1]. The input may be larger than ``size``
     (ImageNet crops from the full-resolution image).
 
     Args:
@@ -94,6 +95,7 @@ def two_view_transform(
         flip: Random horizontal flip (turn off where mirroring changes the class, e.g. digits).
         jitter_strength: SimCLR's colour-jitter strength s: brightness/contrast/saturation 0.8s, hue 0.2s.
         blur: Random Gaussian blur with kernel size :func:`blur_kernel_size`.
+        blur_p: Probability of the blur: 0.5 is SimCLR's, 1.0 the LZN paper's ImageNet pipeline.
 
     Returns:
         A transform mapping a PIL image, uint8 tensor or [-1, 1] float tensor to a float32 tensor in [-1, 1].
@@ -108,7 +110,8 @@ def two_view_transform(
         ops.append(v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8))
         ops.append(v2.RandomGrayscale(p=0.2))
     if blur:
-        # Why sigma (0.1, 2.0) and p=0.5: SimCLR's ImageNet setting.
-        ops.append(v2.RandomApply([v2.GaussianBlur(blur_kernel_size(side), sigma=(0.1, 2.0))], p=0.5))
+        # Why sigma (0.1, 2.0): SimCLR's and the LZN paper's ImageNet setting.
+        blur_op = v2.GaussianBlur(blur_kernel_size(side), sigma=(0.1, 2.0))
+        ops.append(blur_op if blur_p >= 1.0 else v2.RandomApply([blur_op], p=blur_p))
     ops.append(UnitToSigned())
     return v2.Compose(ops)
