@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from results_md import write_section
+
 FULL_SIZES = (256, 1024, 2048, 4096, 8192)
 QUICK_SIZES = (256, 1024)
 SOLVERS = ("euler", "dpm++")
@@ -48,8 +50,6 @@ CALIBRATION_N = 256
 # Where a call is cheap: one untimed warm-up call, then the median of REPEATS timed calls (else one call).
 CHEAP_MAX_N = {"ours": 1024, "materialising": 256}
 REPEATS = 3
-SECTION_START = "<!-- bench:latent_ops:start -->"
-SECTION_END = "<!-- bench:latent_ops:end -->"
 MIB = 2**20
 GIB = 2**30
 
@@ -511,7 +511,6 @@ def build_section(
         "higher peak RSS; the speed-ups above are specific to this set-up."
     )
     body = [
-        SECTION_START,
         "## Latent ops: speed and peak memory vs a materialising implementation",
         "",
         f"Command: `{command}`",
@@ -529,22 +528,8 @@ def build_section(
         *target_lines(outcomes, args.dim, args.steps),
         "",
         caveat,
-        SECTION_END,
     ]
     return "\n".join(body)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the marked section of ``path`` (or append it), creating the file with a heading if absent."""
-    text = path.read_text() if path.exists() else "# Results\n"
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -582,7 +567,7 @@ def main(argv: list[str] | None = None) -> None:
     section = build_section(outcomes, args, command, idle)
     print("\n" + section)
     if args.out is not None:
-        write_section(args.out, section)
+        write_section(args.out, "latent_ops", section)
         print(f"\nwrote {args.out}")
 
 

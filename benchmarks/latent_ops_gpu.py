@@ -20,12 +20,13 @@ import statistics
 import time
 from pathlib import Path
 
+from results_md import write_section
+
 import torch
 
 from lzn_lightning.latent import alignment_loss, compute_latent, trace_back
 from lzn_lightning.latent.reference import euler_forward_direct
 
-START, END = "<!-- bench:latent_ops_gpu:start -->", "<!-- bench:latent_ops_gpu:end -->"
 
 
 def _timed(fn, repeats: int) -> tuple[float, float]:
@@ -128,7 +129,6 @@ def main() -> None:
     )
     r = results
     lines = [
-        START,
         "## Latent ops on a GPU: one ImageNet-recipe latent step per rank",
         "",
         f"Command: `python benchmarks/latent_ops_gpu.py --out docs/results.md` (b={b}, n={n}, d={d}, "
@@ -160,19 +160,12 @@ def main() -> None:
         )
     else:
         lines.append(f"Materialising form at this size: {r['ref_latent_fwd_s']}.")
-    lines.append(END)
     section = "\n".join(lines)
     print(section)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if args.out:
-        text = args.out.read_text() if args.out.exists() else "# Results\n"
-        if START in text:
-            head, rest = text.split(START, 1)
-            text = head + section + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        args.out.write_text(text)
+        write_section(args.out, "latent_ops_gpu", section)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import platform
 import time
 from pathlib import Path
 
+from results_md import write_section
+
 import lightning.pytorch as pl
 import torch
 import yaml
@@ -24,7 +26,6 @@ import yaml
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.data import SyntheticDataModule
 
-START, END = "<!-- bench:train_throughput:start -->", "<!-- bench:train_throughput:end -->"
 
 
 class _Timer(pl.Callback):
@@ -106,7 +107,6 @@ def main() -> None:
     ]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor()
     lines = [
-        START,
         "## Training throughput on a GPU",
         "",
         f"Command: `python benchmarks/train_throughput.py --recipe {args.recipe} --precision "
@@ -124,19 +124,12 @@ def main() -> None:
             f"| {r['precision']} | {r['batch_size']} | {r['s_per_step']:.3f} | {r['images_per_s']:.0f} "
             f"| {r['peak_gib']:.1f} GiB | {r['first_loss']:.3f} → {r['last_loss']:.3f} | {r['skipped']} |"
         )
-    lines.append(END)
     section = "\n".join(lines)
     print(section)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if args.out:
-        text = args.out.read_text() if args.out.exists() else "# Results\n"
-        if START in text:
-            head, rest = text.split(START, 1)
-            text = head + section + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        args.out.write_text(text)
+        write_section(args.out, "train_throughput", section)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from tiny_lzn import tiny_data, tiny_model, tiny_trainer
 
 from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
-
-from tiny_lzn import tiny_data, tiny_model, tiny_trainer
 
 
 def test_anchor_stats_separate_offset_from_spread() -> None:

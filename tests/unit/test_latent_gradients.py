@@ -52,7 +52,8 @@ def _check(case: acc.Case, loss_value: bool = False) -> None:
     too_far = {
         key: f"ours {ours[key]:.2e} vs direct float32 {direct[key]:.2e}"
         for key in exact
-        if not ours[key] <= max(FACTOR * direct[key] + FLOOR, LOSS_VALUE_TOL if loss_value and key == "out0" else 0)
+        if not ours[key]
+        <= max(FACTOR * direct[key] + FLOOR, LOSS_VALUE_TOL if loss_value and key == "out0" else 0)
     }
     assert not too_far, f"{case.name}: {too_far}"
 

@@ -74,7 +74,11 @@ def compute_latent_case(solver: str, b: int, d: int, scale: float, seed: int = 0
     def fn(impl: Impl, anchors: Tensor, start: Tensor, noise: Tensor) -> tuple[Tensor, ...]:
         return (_latent(impl, anchors, start, noise, solver, steps),)
 
-    return Case(f"compute_latent[{solver},d={d},scale={scale}]", {"anchors": anchors, "start": start, "noise": noise}, fn)
+    return Case(
+        f"compute_latent[{solver},d={d},scale={scale}]",
+        {"anchors": anchors, "start": start, "noise": noise},
+        fn,
+    )
 
 
 def trace_back_case(
@@ -90,14 +94,18 @@ def trace_back_case(
         inputs["log_weights"] = torch.log(torch.rand(n, generator=g, dtype=torch.float64) + 0.1)
     targets = torch.randint(0, n, (b,), generator=g) if n != b else torch.randperm(b, generator=g)
 
-    def fn(impl: Impl, latent: Tensor, anchors: Tensor, log_weights: Tensor | None = None, *, targets: Tensor):
+    def fn(
+        impl: Impl, latent: Tensor, anchors: Tensor, log_weights: Tensor | None = None, *, targets: Tensor
+    ):
         return _trace(impl, latent, anchors, steps, log_weights, targets)
 
     tag = "weighted" if weighted else "unweighted"
     return Case(f"trace_back[n={n},{tag},d={d},scale={scale}]", inputs, fn, {"targets": targets})
 
 
-def two_view_case(d: int, scale: float, form: str, b: int = 256, noise_scale: float = 0.45, seed: int = 0) -> Case:
+def two_view_case(
+    d: int, scale: float, form: str, b: int = 256, noise_scale: float = 0.45, seed: int = 0
+) -> Case:
     """The representation loss: view-1 latents (Euler, 20 steps) traced into view-2 zones, ``form`` loss."""
     g = torch.Generator().manual_seed(seed)
     view1 = scale * torch.randn(b, d, generator=g, dtype=torch.float64)
@@ -111,7 +119,12 @@ def two_view_case(d: int, scale: float, form: str, b: int = 256, noise_scale: fl
         _, logp = _trace(impl, z, view2, 20, None, targets)
         return (alignment_loss(logp, cutoff=0.2, form=form),)
 
-    return Case(f"two_view[{form},d={d},scale={scale}]", {"view1": view1, "view2": view2, "noise": noise}, fn, {"targets": targets})
+    return Case(
+        f"two_view[{form},d={d},scale={scale}]",
+        {"view1": view1, "view2": view2, "noise": noise},
+        fn,
+        {"targets": targets},
+    )
 
 
 def joint_label_case(d: int, scale: float, form: str, b: int = 256, classes: int = 10, seed: int = 0) -> Case:
@@ -123,12 +136,19 @@ def joint_label_case(d: int, scale: float, form: str, b: int = 256, classes: int
     targets = torch.randint(0, classes, (b,), generator=g)
     log_w = torch.log(torch.bincount(targets, minlength=classes).double().clamp_min(1) / b)
 
-    def fn(impl: Impl, images: Tensor, labels: Tensor, noise: Tensor, *, targets: Tensor) -> tuple[Tensor, ...]:
+    def fn(
+        impl: Impl, images: Tensor, labels: Tensor, noise: Tensor, *, targets: Tensor
+    ) -> tuple[Tensor, ...]:
         z = _latent(impl, images, images, noise, "dpm++", 20)
         _, logp = _trace(impl, z, labels, 100, log_w.to(z.dtype), targets)
         return (alignment_loss(logp, cutoff=0.2, form=form),)
 
-    return Case(f"joint_label[{form},d={d},scale={scale}]", {"images": images, "labels": labels, "noise": noise}, fn, {"targets": targets})
+    return Case(
+        f"joint_label[{form},d={d},scale={scale}]",
+        {"images": images, "labels": labels, "noise": noise},
+        fn,
+        {"targets": targets},
+    )
 
 
 def evaluate(case: Case, impl: Impl, dtype: torch.dtype) -> dict[str, Tensor]:

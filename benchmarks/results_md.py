@@ -1,0 +1,33 @@
+"""The one writer of generated sections in docs/results.md, shared by every benchmark script.
+
+A generated section sits between ``<!-- bench:NAME:start -->`` and ``<!-- bench:NAME:end -->``; rerunning a
+benchmark replaces its section in place and leaves the hand-written text around it alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def markers(name: str) -> tuple[str, str]:
+    """(start, end) marker lines of section ``name``."""
+    return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+
+
+def section(name: str, body: str) -> str:
+    """``body`` wrapped in the markers of section ``name``."""
+    start, end = markers(name)
+    return f"{start}\n{body.strip()}\n{end}"
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace section ``name`` of ``path`` with ``body`` (append it if absent; create the file if needed)."""
+    start, end = markers(name)
+    text = path.read_text() if path.exists() else "# Results\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section(name, body) + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section(name, body) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

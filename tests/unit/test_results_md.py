@@ -1,0 +1,22 @@
+"""The shared writer of generated docs/results.md sections (benchmarks/results_md.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+
+from results_md import write_section
+
+
+def test_write_section_replaces_in_place_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "results.md"
+    write_section(path, "a", "first")
+    path.write_text(path.read_text() + "\nhand-written text\n")
+    write_section(path, "b", "other")
+    write_section(path, "a", "second")
+    text = path.read_text()
+    assert "second" in text and "first" not in text
+    assert text.index("bench:a:start") < text.index("hand-written text") < text.index("bench:b:start")
+    assert text.count("bench:a:start") == 1 and "other" in text
