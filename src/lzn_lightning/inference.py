@@ -19,8 +19,8 @@ Classification and reconstruction need the latent of an image, which LZN defines
   noise.
 * ``"bank"`` (the default when the model holds an anchor bank): the field is a fixed bank of training images,
   registered with :meth:`LZNInferenceMixin.set_anchor_bank` and saved in the checkpoint, plus the image's own
-  anchor (every image sees the same kind of field as in training: B-1 other training images and itself). Each
-  image is computed on its own, so its label depends on nothing but the image.
+  anchor (every image sees the same kind of field as in training: B-1 other training images and itself). A
+  batch is computed at once (one extra zone per row), yet each label depends on nothing but the image.
 """
 
 from __future__ import annotations
@@ -218,10 +218,11 @@ class LZNInferenceMixin:
         ]
         return torch.cat(parts)  # [n, d]
 
-    def _bank_latent(self, bank: Tensor, anchor: Tensor, noise: Tensor) -> Tensor:
-        """Latent [1, d] of one anchor [1, d] through the field of the bank [n, d] plus itself."""
-        field = torch.cat([bank, anchor])  # [n+1, d]: the image is in its own field, as in training
-        return compute_latent(field, anchor, noise, self.flow.steps, self.flow.solver, self.flow.eps)
+    def _bank_latents(self, bank: Tensor, anchors: Tensor, noise: Tensor) -> Tensor:
+        """Latents [b, d] of anchors [b, d], each through the field of the bank [n, d] plus itself (the image is
+        in its own field, as in training), all rows at once: one extra logit per row."""
+        flow = self.flow
+        return compute_latent(bank, anchors, noise, flow.steps, flow.solver, flow.eps, self_in_field=True)
 
     def _noise(self, images: Tensor, rows: int, scale: float, g: torch.Generator, base: int | None) -> Tensor:
         """Prior noise [rows, d]. With a ``base`` seed (one per call, drawn from ``g``) each row's draw is seeded
@@ -268,10 +269,8 @@ class LZNInferenceMixin:
                 if bank is None:  # the reference: the chunk's own anchors are the field
                     flow = self.flow
                     out.append(compute_latent(anchors, anchors, noise, flow.steps, flow.solver, flow.eps))
-                else:  # one image at a time, so nothing but the image and the bank decides its latent
-                    out += [
-                        self._bank_latent(bank, anchors[i : i + 1], noise[i : i + 1]) for i in range(len(x))
-                    ]
+                else:  # each row's field is the bank and itself: nothing but the image and the bank decides
+                    out.append(self._bank_latents(bank, anchors, noise))
                 bar.update(len(x))
         return torch.cat(out)  # [N, d]
 

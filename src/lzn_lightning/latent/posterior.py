@@ -138,12 +138,35 @@ def _prepare(
     return x_c, a_c, bias, (1.0 - tau) / tau**2
 
 
+def _posterior_mean_with_own(x: Tensor, anchors: Tensor, own: Tensor, tau: float) -> Tensor:
+    """m_i over the field ``anchors`` [n, d] plus row i's own anchor ``own[i]``: n+1 zones per row.
+
+    One extra logit per row, so a whole batch costs O(b·n) like a shared field, where calling the flow once per
+    row with its own [n+1, d] field would cost b separate flows. Plain autograd (used for inference).
+    """
+    x_c, a_c, bias, s = _prepare(x, anchors, tau, None)
+    centre = anchors.to(x_c.dtype).mean(dim=0).detach()  # the same constant _prepare centred on
+    own = own.to(x_c.dtype)
+    own_c = own - centre  # [b, d]
+    # The same logit convention as the GEMM form (row constant |x_c|^2 dropped): s <x_c, a_c> + bias.
+    own_logit = s * (x_c * own_c).sum(dim=1) - ((1.0 - tau) ** 2) / (2.0 * tau**2) * (own_c * own_c).sum(dim=1)
+    raw = anchors.to(x_c.dtype)
+    n = raw.shape[0]
+    parts = []
+    for rows in _row_chunks(x.shape[0], n + 1):
+        logits = torch.addmm(bias.unsqueeze(0), x_c[rows], a_c.T, alpha=s)  # [c, n]
+        p = torch.softmax(torch.cat([logits, own_logit[rows, None]], dim=1), dim=1)  # [c, n+1]
+        parts.append(p[:, :n] @ raw + p[:, n:] * own[rows])  # [c, d]
+    return torch.cat(parts)
+
+
 def posterior_mean(
     x: Tensor,
     anchors: Tensor,
     tau: float,
     log_weights: Tensor | None = None,
     targets: Tensor | None = None,
+    own: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Posterior mean of the anchors given x at flow time tau, and optionally log P(target zone).
 
@@ -153,10 +176,18 @@ def posterior_mean(
         tau: Flow time in (0, 1].
         log_weights: Optional log mixture weights [n] (-inf for a zone with weight 0).
         targets: Optional LongTensor [b] of zone indices.
+        own: Optional [b, d]: row i's field is ``anchors`` plus ``own[i]`` (no weights or targets then).
 
     Returns:
         ``(m, logp)``: m [b, d] = sum_j P_ij a_j, and logp [b] = log P[i, targets[i]] (None without targets).
     """
+    if own is not None:
+        if log_weights is not None or targets is not None:
+            raise ValueError("own anchors take no log_weights or targets")
+        if own.shape != x.shape:
+            raise ValueError(f"own must have the shape of x {tuple(x.shape)}, got {tuple(own.shape)}")
+        with full_precision():
+            return _posterior_mean_with_own(x, anchors, own, tau), None
     with full_precision():
         x_c, a_c, bias, s = _prepare(x, anchors, tau, log_weights)
         if targets is not None:

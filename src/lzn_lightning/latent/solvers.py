@@ -31,13 +31,19 @@ def _lam(tau: float) -> float:
 
 
 def euler_forward(
-    x: Tensor, anchors: Tensor, tau_start: float, tau_end: float, steps: int, log_weights: Tensor | None = None
+    x: Tensor,
+    anchors: Tensor,
+    tau_start: float,
+    tau_end: float,
+    steps: int,
+    log_weights: Tensor | None = None,
+    own: Tensor | None = None,
 ) -> Tensor:
     """Euler integration of dx/dtau = (x - m)/tau from tau_start to tau_end in equal steps."""
     h = (tau_end - tau_start) / steps
     for k in range(steps):
         tau = tau_start + k * h
-        m, _ = posterior_mean(x, anchors, tau, log_weights)
+        m, _ = posterior_mean(x, anchors, tau, log_weights, own=own)
         x = x + (h / tau) * (x - m)
     return x
 
@@ -51,6 +57,7 @@ def dpm_solver_pp_forward(
     log_weights: Tensor | None = None,
     order: int = 3,
     lower_order_final: bool = True,
+    own: Tensor | None = None,
 ) -> Tensor:
     """Multistep DPM-Solver++ (data prediction = posterior mean m) on a uniform tau grid.
 
@@ -61,7 +68,7 @@ def dpm_solver_pp_forward(
     lams = [_lam(t) for t in taus]
     ms: list[Tensor] = []  # data predictions m_{k-1}, m_{k-2}, m_{k-3} (most recent last)
     for k in range(1, steps + 1):
-        m, _ = posterior_mean(x, anchors, taus[k - 1], log_weights)
+        m, _ = posterior_mean(x, anchors, taus[k - 1], log_weights, own=own)
         ms = [*ms[-2:], m]
         step_order = min(order, k)
         if lower_order_final and steps < 10:
@@ -96,6 +103,7 @@ def compute_latent(
     eps: float | None = None,
     tau_end: float | None = None,
     log_weights: Tensor | None = None,
+    self_in_field: bool = False,
 ) -> Tensor:
     """Latent computation: push ``start`` anchors through the flow of all ``anchors`` to the Gaussian side.
 
@@ -111,6 +119,10 @@ def compute_latent(
         eps: Start time; default 1e-4 (euler) or 1e-3 (dpm++).
         tau_end: End time; default 1.0 (euler) or 0.999 (dpm++).
         log_weights: Optional log mixture weights [n].
+        self_in_field: Row i's field is ``anchors`` plus its own ``start[i]`` (which is then not among
+            ``anchors``): the batch-independent bank context of inference, for a whole batch at the cost of one
+            shared field. Exactly ``compute_latent(cat([anchors, start[i:i+1]]), start[i:i+1], noise[i:i+1])``
+            per row.
 
     Returns:
         Latents [b, d] in float32 (float64 for float64 inputs).
@@ -133,8 +145,9 @@ def compute_latent(
     with full_precision():
         x = eps * noise.to(dtype) + (1.0 - eps) * start.to(dtype)
         anchors = anchors.to(dtype)
+        own = start.to(dtype) if self_in_field else None
         if solver == "euler":
-            return euler_forward(x, anchors, eps, tau_end, steps, log_weights)
+            return euler_forward(x, anchors, eps, tau_end, steps, log_weights, own=own)
         if tau_end >= 1.0:
             raise ValueError("dpm++ needs tau_end < 1 (lambda = log((1-tau)/tau) is -inf at tau=1)")
-        return dpm_solver_pp_forward(x, anchors, eps, tau_end, steps, log_weights)
+        return dpm_solver_pp_forward(x, anchors, eps, tau_end, steps, log_weights, own=own)
