@@ -1,4 +1,6 @@
-"""The ``lzn`` console script: LightningCLI (fit / validate / test / predict) plus inference subcommands.
+"""The ``lzn`` console script: LightningCLI (fit / validate / test) plus inference subcommands.
+
+``lzn predict`` is not offered: predictions are files written by ``lzn sample | classify | embed``.
 
 Examples:
     lzn fit --config recipes/digits_joint.yaml
@@ -22,6 +24,23 @@ from lzn_lightning.data import LZNDataModule  # noqa: E402
 from lzn_lightning.module import LZNLightningModule  # noqa: E402
 
 INFERENCE_COMMANDS = ("sample", "classify", "embed")
+# Every subcommand with its one-line summary, for `lzn --help` (LightningCLI lists only its own).
+SUBCOMMANDS = {
+    "fit": "train a recipe: lzn fit --config recipes/digits_joint.yaml (resumes with --ckpt_path last.ckpt)",
+    "validate": "run the validation loop and callbacks on a checkpoint (--config ... --ckpt_path ...)",
+    "test": "run the test loop and the recipe's evaluation callbacks on a checkpoint (--config ... --ckpt_path ...)",
+    "sample": "generate from a checkpoint to a PNG grid or .npy/.npz (optionally by label)",
+    "classify": "label images (.npy or a folder) with a checkpoint, to CSV",
+    "embed": "embed images (.npy or a folder) with a checkpoint, to .npy",
+}
+
+
+def top_level_help() -> str:
+    """``lzn --help``: every subcommand with one line."""
+    width = max(map(len, SUBCOMMANDS))
+    lines = ["usage: lzn <subcommand> [options]     (lzn <subcommand> --help for its options)", "", "subcommands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, summary in SUBCOMMANDS.items()]
+    return "\n".join(lines)
 
 
 class LZNCLI(LightningCLI):
@@ -45,9 +64,10 @@ class LZNCLI(LightningCLI):
         """Refuse to evaluate randomly initialised weights."""
         self._require_checkpoint()
 
-    def before_predict(self) -> None:
-        """Refuse to predict with randomly initialised weights."""
-        self._require_checkpoint()
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """LightningCLI's subcommands without ``predict`` (``lzn sample | classify | embed`` write predictions)."""
+        return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
 
 def main(args: list[str] | None = None) -> LZNCLI | None:
@@ -57,6 +77,9 @@ def main(args: list[str] | None = None) -> LZNCLI | None:
     ``error:`` line and exit status 2 rather than a traceback; set ``LZN_DEBUG=1`` to see the traceback.
     """
     argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(top_level_help())
+        return None
     try:
         if argv and argv[0] in INFERENCE_COMMANDS:
             from lzn_lightning.inference_cli import run_inference_command

@@ -61,9 +61,21 @@ def test_debug_env_shows_the_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path
               f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
 
 
-@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+@pytest.mark.parametrize("command", ["validate", "test"])
 def test_evaluation_needs_a_checkpoint(command: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as info:
         main([command, "--config", JOINT, "--trainer.logger=false"])
     assert info.value.code == 2
     assert "--ckpt_path" in capsys.readouterr().err
+
+
+def test_help_lists_every_subcommand_and_predict_is_gone(capsys: pytest.CaptureFixture) -> None:
+    main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "sample", "classify", "embed"):
+        assert f"\n  {command} " in out
+    assert "predict" not in out
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--config", JOINT])
+    assert info.value.code == 2
+    assert "invalid choice: 'predict'" in capsys.readouterr().err
