@@ -133,8 +133,13 @@ class LZNDataModule(pl.LightningDataModule):
 
     @property
     def per_device_eval_batch_size(self) -> int:
-        """Evaluation samples per device per step: ``eval_batch_size // world_size``."""
-        return self._per_device("eval_batch_size", self.eval_batch_size)
+        """Evaluation samples per device per step: ``ceil(eval_batch_size / world_size)``.
+
+        Unlike training, evaluation needs no equal split: each device takes the rounded-up share (Lightning's
+        distributed sampler pads the last batch), so a recipe's eval batch (e.g. a 359-image test split in one
+        batch) runs unchanged on any device count.
+        """
+        return -(-self.eval_batch_size // self.world_size)
 
     # --------------------------------------------------------------------------------------------- set-up
     def setup(self, stage: str | None = None) -> None:
