@@ -39,9 +39,10 @@ def _softmax_mean_logit_grad(p: Tensor, grad_m: Tensor, k: Tensor) -> Tensor:
     """d<grad_m, m>/d logits for m = P @ a, written so that near-one-hot rows cancel nothing.
 
     The textbook form ``P_ij * (<g_i, a_j> - <g_i, m_i>)`` subtracts two nearly equal numbers when row i is
-    (nearly) one-hot: the true value is O(1 - P_ij*) while each term is O(|g||a|), so float32 leaves only rounding
-    error, and the caller multiplies it by s = (1-tau)/tau^2 (up to 1e8). Both terms are shifted here by the same
-    per-row reference G_ij* (j* = the row's most probable zone) before they meet:
+    (nearly) one-hot: the true value is O(1 - P_ij*) while each term is O(|g||a|). With <g_i, m_i> taken from the
+    forward's mean (a different reduction, as this package once did) float32 leaves only rounding error, which the
+    caller multiplies by s = (1-tau)/tau^2 (up to 1e8). Here both terms come from the same products G and are
+    shifted by the same per-row reference G_ij* (j* = the row's most probable zone) before they meet:
 
         d_ij = P_ij * ((G_ij - G_ij*) - sum_k P_ik (G_ik - G_ij*)),   G = g @ a^T
 
