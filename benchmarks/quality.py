@@ -37,7 +37,6 @@ import argparse
 import copy
 import json
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +47,7 @@ import lzn_lightning.modalities  # noqa: F401  (short class names in recipes)
 import torch
 import torch.nn.functional as F
 import yaml
+from quality_tables import METRICS, markdown_table
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
@@ -115,12 +115,6 @@ def untrained(model_cfg: dict[str, Any], seed: int) -> Any:
     return LZNLightningModule(**{**model_cfg, "seed": seed})
 
 
-def summary(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
-    values = [scale * v for v in values]
-    std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
-
-
 class CNNJudge:
     """One SmallCNN (seed 0) trained on the recipe's training split: the FID feature network and the judge of
     conditional samples, identical for every method and seed of a benchmark run.
@@ -152,8 +146,7 @@ class JointScore:
     """Test accuracy through ``model.classify``; for models with a decoder also the FID and the accuracy of
     class-conditional samples, both through one small CNN trained once on the training split."""
 
-    metrics = {"test_accuracy": "test accuracy (%)", "cond_acc": "conditional-sample accuracy (%)",
-               "fid": "FID (CNN features)"}  # fmt: skip
+    metrics = METRICS["joint"]
 
     def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
         judge = CNNJudge(cfg)
@@ -187,7 +180,7 @@ def plain_rf(model_cfg: dict[str, Any]) -> dict[str, Any]:
 class GenScore:
     """FID in a fixed CNN's features, reconstruction L2 and (seed 0) PNG grids."""
 
-    metrics = {"fid": "FID (CNN features)", "recon_l2": "reconstruction L2"}
+    metrics = METRICS["gen"]
 
     def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
         judge = CNNJudge(cfg)
@@ -247,9 +240,7 @@ def infonce(model_cfg: dict[str, Any], temperature: float) -> dict[str, Any]:
 class ReprScore:
     """Linear-probe and kNN test accuracy of frozen ``embed`` features (clean images, no augmentation)."""
 
-    metrics = {"linear_probe": "linear probe on anchors (%)", "knn": "20-NN on anchors (%)",
-               "linear_probe_trunk": "linear probe on pre-head features (%)",
-               "knn_trunk": "20-NN on pre-head features (%)"}  # fmt: skip
+    metrics = METRICS["repr"]
 
     def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
         data = build_data(cfg, two_views=False)  # same split, clean images
@@ -334,26 +325,7 @@ def main() -> None:
             result["runs"][name].append(run)
             args.out_json.write_text(json.dumps(result, indent=1))
             print(name, run, flush=True)
-    print_table(result, score.metrics, args.seeds)
-
-
-def print_table(result: dict[str, Any], metrics: dict[str, str], seeds: int) -> None:
-    print("\n| method | " + " | ".join(f"{label}, {seeds} seeds" for label in metrics.values()) + " | fit s/run |")
-    print("|---|" + "---:|" * (len(metrics) + 1))
-    for name, runs in result["runs"].items():
-        diverged = sum("diverged" in r for r in runs)
-        runs = [r for r in runs if "diverged" not in r]
-        if diverged:
-            name += f" ({diverged} of {diverged + len(runs)} runs diverged)"
-        if not runs:
-            print(f"| {name} |" + " – |" * (len(metrics) + 1))
-            continue
-        cells = []
-        for key, label in metrics.items():
-            percent = "%" in label
-            values = [r[key] for r in runs if key in r]
-            cells.append(summary(values, 100.0 if percent else 1.0, 2 if percent else 3) if values else "–")
-        print(f"| {name} | " + " | ".join(cells) + f" | {statistics.mean(r['fit_seconds'] for r in runs):.0f} |")
+    print("\n" + markdown_table(result))
 
 
 if __name__ == "__main__":

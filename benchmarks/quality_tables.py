@@ -1,0 +1,88 @@
+"""Markdown tables of ``benchmarks/quality.py`` JSONs, written into docs/results.md by the shared writer.
+
+    python benchmarks/quality_tables.py docs/quality_joint_digits.json docs/quality_gen_digits.json --out docs/results.md
+
+Each JSON becomes the generated section ``quality_<file stem>``: one row per method, mean ± std over its seeds
+for every metric (per-seed values below the table), and the mean fit time per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from results_md import write_section
+
+# metric key -> column label; "%" in a label shows the value x100.
+METRICS: dict[str, dict[str, str]] = {
+    "joint": {
+        "test_accuracy": "test accuracy (%)",
+        "cond_acc": "conditional samples recognised (%)",
+        "fid": "FID (CNN features)",
+    },
+    "gen": {"fid": "FID (CNN features)", "recon_l2": "reconstruction L2"},
+    "repr": {
+        "linear_probe": "linear probe, anchors (%)",
+        "knn": "20-NN, anchors (%)",
+        "linear_probe_trunk": "linear probe, pre-head (%)",
+        "knn_trunk": "20-NN, pre-head (%)",
+    },
+}
+
+
+def _scale(label: str) -> tuple[float, int]:
+    return (100.0, 2) if "%" in label else (1.0, 3)
+
+
+def summary(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std`` (population std; the value alone for one seed) of ``values`` times ``scale``."""
+    values = [scale * v for v in values]
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The table of one quality.py result: methods x metrics, then per-seed values."""
+    metrics = METRICS[result["part"]]
+    seeds = max((len(runs) for runs in result["runs"].values()), default=0)
+    lines = [
+        f"| method ({seeds} seed{'s' if seeds != 1 else ''}) | " + " | ".join(metrics.values()) + " | fit s/run |",
+        "|---|" + "---:|" * (len(metrics) + 1),
+    ]
+    per_seed = []
+    for name, runs in result["runs"].items():
+        diverged = sum("diverged" in r for r in runs)
+        runs = [r for r in runs if "diverged" not in r]
+        label = name + (f" ({diverged} of {diverged + len(runs)} runs diverged)" if diverged else "")
+        cells = []
+        for key, col in metrics.items():
+            values = [r[key] for r in runs if key in r]
+            cells.append(summary(values, *_scale(col)) if values else "–")
+            if len(values) > 1:
+                scale, digits = _scale(col)
+                per_seed.append(f"{name}, {col}: " + ", ".join(f"{scale * v:.{digits}f}" for v in values))
+        fit = f"{statistics.mean(r['fit_seconds'] for r in runs):.0f}" if runs else "–"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {fit} |")
+    if per_seed:
+        lines += ["", "Per seed (0, 1, 2, ...):", ""] + [f"- {line}" for line in per_seed]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("jsons", type=Path, nargs="+")
+    p.add_argument("--out", type=Path, help="markdown file whose quality_<stem> sections are written/replaced")
+    args = p.parse_args()
+    for path in args.jsons:
+        table = markdown_table(json.loads(path.read_text()))
+        print(f"{path}:\n{table}\n")
+        if args.out:
+            write_section(args.out, f"quality_{path.stem.removeprefix('quality_')}", table)
+
+
+if __name__ == "__main__":
+    main()
