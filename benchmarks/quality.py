@@ -288,6 +288,7 @@ def main() -> None:
     p.add_argument("--part", choices=tuple(SCORES), default="joint")
     p.add_argument("--recipe", type=Path, default=Path("recipes/digits_joint.yaml"))
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's max_steps)")
     p.add_argument("--fid-samples", type=int, default=1000, help="part gen: generated images per FID")
     p.add_argument("--img-prefix", type=Path, default=None, help="part gen: where seed 0's PNG grids go")
@@ -308,7 +309,7 @@ def main() -> None:
         or platform.machine(), "torch": torch.__version__, "setup_seconds": time.perf_counter() - start,
         **getattr(score, "info", {}), "runs": {name: [] for name in methods},
     }  # fmt: skip
-    for seed in range(args.seeds):  # seed-major, so an interrupted run still has every method at some seeds
+    for seed in range(args.first_seed, args.first_seed + args.seeds):  # seed-major, so an interrupted run still has every method at some seeds
         for name, model_cfg in methods.items():
             t0 = time.perf_counter()
             try:
