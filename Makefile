@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test test-all test-ddp lint bench bench-quality bench-quality-mnist clean
+.PHONY: install test test-all test-ddp lint bench bench-gradients bench-quality bench-quality-mnist clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint:
 
 bench:  ## speed/memory of the latent ops vs a materialising implementation -> docs/results.md
 	$(BIN)/python benchmarks/latent_ops.py --out docs/results.md
+
+bench-gradients:  ## float32 value/gradient errors of the latent ops at training geometry (~5 min) -> docs/results.md
+	$(BIN)/python benchmarks/gradient_accuracy.py --out docs/results.md
 
 bench-quality:  ## the paper's 3 claims vs their baselines on digits, 3 seeds (~2 h on 2 CPU cores) -> JSONs + tables
 	$(BIN)/python benchmarks/quality.py --part joint --recipe recipes/digits_joint.yaml --seeds 3 \

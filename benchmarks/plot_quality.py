@@ -41,7 +41,7 @@ def main() -> None:
             values = [scale * r[key] for r in result["runs"][name] if key in r]
             ax.bar(i, sum(values) / len(values), color=f"C{i}", alpha=0.6)
             ax.scatter([i] * len(values), values, color="k", s=10, zorder=3)
-        ax.set_xticks(range(len(names)), [textwrap.fill(n.split(",")[0], 14) for n in names], fontsize=7)
+        ax.set_xticks(range(len(names)), [textwrap.fill(n.replace(", same encoder and views", "").replace(", same encoder", "").replace(", same U-Net", ""), 16) for n in names], fontsize=7)
         ax.set_title(f"{Path(result['recipe']).stem}: {label}" + (" (lower is better)" if lower else ""), fontsize=8)
         if key in PERCENT:  # accuracies: zoom on the range that holds the bars' tops
             low = min(scale * r[key] for runs in result["runs"].values() for r in runs if key in r)
