@@ -81,7 +81,7 @@ def main(args: list[str] | None = None) -> LZNCLI | None:
         print(top_level_help())
         return None
     try:
-        if argv and argv[0] in INFERENCE_COMMANDS:
+        if argv[0] in INFERENCE_COMMANDS:
             from lzn_lightning.inference_cli import run_inference_command
 
             run_inference_command(argv[0], argv[1:])

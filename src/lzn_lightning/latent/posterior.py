@@ -116,10 +116,15 @@ class _SoftmaxMean(torch.autograd.Function):
         return grad_q, grad_k, grad_v, grad_bias, None, None
 
 
+def _zone_bias(a_c: Tensor, tau: float) -> Tensor:
+    """-(1-tau)^2 |a_c|^2 / (2 tau^2) per row of centred anchors [n, d] -> [n] (the GEMM form's anchor term)."""
+    return -((1.0 - tau) ** 2) / (2.0 * tau**2) * (a_c * a_c).sum(dim=1)
+
+
 def _prepare(
     x: Tensor, anchors: Tensor, tau: float, log_weights: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor, float]:
-    """Centre, cast and build the per-anchor bias. Returns (x_c, a_c, bias, s)."""
+) -> tuple[Tensor, Tensor, Tensor, float, Tensor]:
+    """Centre, cast and build the per-anchor bias. Returns (x_c, a_c, bias, s, centre)."""
     if x.dim() != 2 or anchors.dim() != 2 or x.shape[1] != anchors.shape[1]:
         raise ValueError(
             f"expected x [b, d] and anchors [n, d] with the same d, got {tuple(x.shape)} and {tuple(anchors.shape)}"
@@ -133,10 +138,10 @@ def _prepare(
     centre = anchors.mean(dim=0).detach()  # [d]; any constant works, the mean minimises cancellation
     a_c = anchors - centre
     x_c = x - (1.0 - tau) * centre
-    bias = -((1.0 - tau) ** 2) / (2.0 * tau**2) * (a_c * a_c).sum(dim=1)  # [n]
+    bias = _zone_bias(a_c, tau)  # [n]
     if log_weights is not None:
         bias = bias + log_weights.to(dtype)
-    return x_c, a_c, bias, (1.0 - tau) / tau**2
+    return x_c, a_c, bias, (1.0 - tau) / tau**2, centre
 
 
 def _posterior_mean_with_own(x: Tensor, anchors: Tensor, own: Tensor, tau: float) -> Tensor:
@@ -145,12 +150,11 @@ def _posterior_mean_with_own(x: Tensor, anchors: Tensor, own: Tensor, tau: float
     One extra logit per row, so a whole batch costs O(b·n) like a shared field, where calling the flow once per
     row with its own [n+1, d] field would cost b separate flows. Plain autograd (used for inference).
     """
-    x_c, a_c, bias, s = _prepare(x, anchors, tau, None)
-    centre = anchors.to(x_c.dtype).mean(dim=0).detach()  # the same constant _prepare centred on
+    x_c, a_c, bias, s, centre = _prepare(x, anchors, tau, None)
     own = own.to(x_c.dtype)
     own_c = own - centre  # [b, d]
     # The same logit convention as the GEMM form (row constant |x_c|^2 dropped): s <x_c, a_c> + bias.
-    own_logit = s * (x_c * own_c).sum(dim=1) - ((1.0 - tau) ** 2) / (2.0 * tau**2) * (own_c * own_c).sum(dim=1)
+    own_logit = s * (x_c * own_c).sum(dim=1) + _zone_bias(own_c, tau)  # [b]
     raw = anchors.to(x_c.dtype)
     n = raw.shape[0]
     parts = []
@@ -190,7 +194,7 @@ def posterior_mean(
         with full_precision():
             return _posterior_mean_with_own(x, anchors, own, tau), None
     with full_precision():
-        x_c, a_c, bias, s = _prepare(x, anchors, tau, log_weights)
+        x_c, a_c, bias, s, _ = _prepare(x, anchors, tau, log_weights)
         if targets is not None:
             if targets.shape != (x.shape[0],):
                 raise ValueError(f"targets must have shape [b]={x.shape[0]}, got {tuple(targets.shape)}")

@@ -17,10 +17,10 @@ from torch.utils.checkpoint import checkpoint
 
 def velocity_direct(x: Tensor, anchors: Tensor, tau: float, log_weights: Tensor | None = None) -> Tensor:
     """v_i = sum_j u_ij (eps_ij - a_j) / sum_j u_ij with u = w * exp(g - max g), g = -|eps_ij|^2/2."""
-    return _velocity_and_pdf(x, anchors, tau, log_weights)[0]
+    return _velocity_and_logits(x, anchors, tau, log_weights)[0]
 
 
-def _velocity_and_pdf(
+def _velocity_and_logits(
     x: Tensor, anchors: Tensor, tau: float, log_weights: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Returns (v [b, d], logits [b, n]) with logits = -|eps_ij|^2/2 + log w_j (unnormalised log posterior)."""
@@ -83,7 +83,7 @@ def trace_back_direct(
     x, logps = latent, []
     for s in range(steps):
         tau = 1.0 - s / steps
-        v, logits = _velocity_and_pdf(x, anchors, tau, log_weights)
+        v, logits = _velocity_and_logits(x, anchors, tau, log_weights)
         if targets is not None:
             logps.append(torch.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1))
         x = x - v / steps
