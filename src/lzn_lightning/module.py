@@ -268,8 +268,10 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
                 frozen_names.add(group["name"])
         group_norms = group_grad_norms(opt.param_groups)  # before clipping: which group drives the total
         params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
-        max_norm = self.grad_clip if self.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+        # The total is the norm of the group norms (what clip_grad_norm_ would recompute from every gradient).
+        grad_norm = torch.linalg.vector_norm(torch.stack(list(group_norms.values()))) if params else torch.zeros(())
+        if params and self.grad_clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, grad_norm)
         if not D.all_ranks_true(torch.isfinite(grad_norm).item(), self.device):
             opt.zero_grad(set_to_none=True)
             self._skip(f"non-finite gradient norm ({float(grad_norm)})")
