@@ -20,13 +20,11 @@ import statistics
 import time
 from pathlib import Path
 
-from results_md import write_section
-
 import torch
+from results_md import write_section
 
 from lzn_lightning.latent import alignment_loss, compute_latent, trace_back
 from lzn_lightning.latent.reference import euler_forward_direct
-
 
 
 def _timed(fn, repeats: int) -> tuple[float, float]:

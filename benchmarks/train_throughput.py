@@ -17,15 +17,13 @@ import platform
 import time
 from pathlib import Path
 
-from results_md import write_section
-
 import lightning.pytorch as pl
 import torch
 import yaml
+from results_md import write_section
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.data import SyntheticDataModule
-
 
 
 class _Timer(pl.Callback):
