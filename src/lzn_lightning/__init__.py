@@ -1,5 +1,6 @@
 """lzn-lightning: Latent Zoning Networks on PyTorch Lightning."""
 
+from lzn_lightning.checkpoints import AtomicCheckpointIO
 from lzn_lightning.config import AlignConfig, FlowConfig
 from lzn_lightning.latent import alignment_loss, compute_latent, trace_back, velocity
 from lzn_lightning.modality import Modality
@@ -9,6 +10,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlignConfig",
+    "AtomicCheckpointIO",
     "FlowConfig",
     "LZNLightningModule",
     "Modality",

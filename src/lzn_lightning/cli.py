@@ -16,10 +16,12 @@ import sys
 # Why here: without it every timm/hub lookup retries for ~46 s on machines without network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
 import lzn_lightning.callbacks  # noqa: E402,F401  (short names for callbacks in recipes)
 import lzn_lightning.modalities  # noqa: E402,F401  (short names for the built-in modalities)
+from lzn_lightning.checkpoints import AtomicCheckpointIO, check_fits, read_checkpoint  # noqa: E402
 from lzn_lightning.data import LZNDataModule  # noqa: E402
 from lzn_lightning.module import LZNLightningModule  # noqa: E402
 
@@ -49,20 +51,57 @@ class LZNCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]  # noqa: D102
         parser.set_defaults({"trainer.precision": "32-true"})
 
-    def _require_checkpoint(self) -> None:
-        if self.config[self.subcommand].get("ckpt_path") is None:
-            raise ValueError(
-                f"lzn {self.subcommand} evaluates a trained model: pass --ckpt_path "
-                f"(e.g. runs/<recipe>/lightning_logs/version_0/checkpoints/last.ckpt)"
-            )
+    def instantiate_trainer(self, **kwargs):  # type: ignore[no-untyped-def]  # noqa: D102
+        trainer = super().instantiate_trainer(**kwargs)
+        # Atomic checkpoint writes unless the config chose its own CheckpointIO plugin.
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _parse_ckpt_path(self) -> None:
+        """Only check that ``--ckpt_path`` is a readable LZN checkpoint; do not merge its hyper-parameters.
+
+        LightningCLI (a private hook) would replace the configured model by the checkpoint's
+        hyper-parameters, silently training or testing another model than the recipe describes. Here the
+        recipe defines the model and :meth:`_check_checkpoint` refuses a checkpoint that does not fit it.
+        """
+        path = self._ckpt_path()
+        if path is not None:
+            read_checkpoint(path)
+
+    def _ckpt_path(self) -> str | None:
+        """``--ckpt_path`` when it names a local file (not Lightning's ``last``/``best``/... or a URL)."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path is None or str(path) in ("last", "best", "hpc", "registry") or "://" in str(path):
+            return None
+        return str(path)
+
+    def _check_checkpoint(self, required: bool) -> None:
+        """One-line errors for a missing, corrupt or foreign ``--ckpt_path`` (not Lightning's traceback)."""
+        path = self.config[self.subcommand].get("ckpt_path")
+        if path is None:
+            if required:
+                raise ValueError(
+                    f"lzn {self.subcommand} evaluates a trained model: pass --ckpt_path "
+                    f"(e.g. runs/<recipe>/lightning_logs/version_0/checkpoints/last.ckpt)"
+                )
+            return
+        local = self._ckpt_path()
+        if local is not None:
+            check_fits(self.model, read_checkpoint(local), local)
+
+    def before_fit(self) -> None:
+        """Check a resume checkpoint before training starts."""
+        self._check_checkpoint(required=False)
 
     def before_validate(self) -> None:
-        """Refuse to evaluate randomly initialised weights."""
-        self._require_checkpoint()
+        """Refuse to evaluate randomly initialised weights or an unusable checkpoint."""
+        self._check_checkpoint(required=True)
 
     def before_test(self) -> None:
-        """Refuse to evaluate randomly initialised weights."""
-        self._require_checkpoint()
+        """Refuse to evaluate randomly initialised weights or an unusable checkpoint."""
+        self._check_checkpoint(required=True)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

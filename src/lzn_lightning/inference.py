@@ -38,6 +38,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lzn_lightning.baselines import prototype_logits
+from lzn_lightning.checkpoints import first_line, read_checkpoint
 from lzn_lightning.latent import compute_latent
 from lzn_lightning.nets.rectified_flow import rf_invert, rf_sample
 
@@ -564,12 +565,6 @@ def mean_reconstruction_l2(
     return sum(errors) / len(errors), recon
 
 
-def _first_line(err: Exception) -> str:
-    """The first line of an exception's message (its type name when the message is empty)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def load_for_inference(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """Load an ``lzn fit`` (or ``trainer.save_checkpoint``) checkpoint for inference, with one-line errors.
 
@@ -581,24 +576,13 @@ def load_for_inference(path: str | Path, map_location: str | torch.device = "cpu
         FileNotFoundError: No such file.
         ValueError: Not a PyTorch checkpoint, or not one of an LZN model, or weights that do not fit.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({_first_line(err)})") from None
-    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(hparams, dict) or "modalities" not in hparams or "state_dict" not in ckpt:
-        raise ValueError(
-            f"{path} is not an lzn-lightning model checkpoint (no model.modalities in its hyper-parameters); "
-            "pass a checkpoint written by `lzn fit` (e.g. .../checkpoints/last.ckpt)"
-        )
+    read_checkpoint(path)
     try:
         from lzn_lightning.module import LZNLightningModule  # lazy: the module imports this file
 
         model = LZNLightningModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise ValueError(f"cannot build the model of {path}: {type(err).__name__}: {_first_line(err)}") from None
+        why = f"{type(err).__name__}: {first_line(err)}"
+        raise ValueError(f"cannot build the model of {path}: {why}") from None
     model.eval()
     return model

@@ -46,6 +46,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ..."
     )
     p.add_argument("--batch_size", type=int, default=256, help="images per batch")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (refused otherwise)")
 
 
 def build_parser(name: str) -> argparse.ArgumentParser:
@@ -172,9 +173,11 @@ def _load_folder(folder: Path, channels: int, size: int) -> tuple[Tensor, list[s
 
 
 # --------------------------------------------------------------------------------------------------- outputs
-def _check_out(out: Path, allowed: tuple[str, ...]) -> None:
+def _check_out(out: Path, allowed: tuple[str, ...], overwrite: bool) -> None:
     if out.suffix.lower() not in allowed:
         raise InputError(f"--out {out} must end in one of {', '.join(allowed)}")
+    if out.exists() and not overwrite:
+        raise InputError(f"--out {out} already exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -196,7 +199,7 @@ def _sample(model: Any, args: argparse.Namespace) -> str:
     from torchvision.utils import save_image
 
     out = Path(args.out)
-    _check_out(out, (".png", ".jpg", ".npz", ".npy"))
+    _check_out(out, (".png", ".jpg", ".npz", ".npy"), args.overwrite)
     if args.num < 1:
         raise InputError(f"--num must be >= 1, got {args.num}")
     labels = _parse_labels(args.labels, args.num)
@@ -222,7 +225,7 @@ def _sample(model: Any, args: argparse.Namespace) -> str:
 
 def _classify(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
-    _check_out(out, (".csv", ".npy"))
+    _check_out(out, (".csv", ".npy"), args.overwrite)
     images, files = load_images(args.input, *_image_spec(model))
     if model.anchor_bank is None and args.context != "batch":
         print(
@@ -247,7 +250,7 @@ def _classify(model: Any, args: argparse.Namespace) -> str:
 
 def _embed(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
-    _check_out(out, (".npy", ".npz"))
+    _check_out(out, (".npy", ".npz"), args.overwrite)
     images, files = load_images(args.input, *_image_spec(model))
     emb = model.embed(images, batch_size=args.batch_size).numpy()
     if out.suffix.lower() == ".npz":

@@ -32,6 +32,7 @@ from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
 from lzn_lightning.inference import LZNInferenceMixin
 from lzn_lightning.latent import alignment_loss, compute_latent, nearest_anchor, trace_back
 from lzn_lightning.modality import Modality
+from lzn_lightning.seeding import mix_seed
 
 
 class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
@@ -143,7 +144,7 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------ randomness
     def generator(self) -> torch.Generator:
-        """This rank's generator for prior noise and RF times, seeded from (seed, global rank)."""
+        """This rank's generator for prior noise and RF times (reseeded at every training step)."""
         if self._generator is None or self._generator.device != self.device:
             self._generator = D.rank_generator(self.seed, D.rank(), self.device)
         return self._generator
@@ -246,6 +247,17 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
     def _frozen_groups(self) -> set[str]:
         step = int(self.iteration)
         return {key for key, at in self.freeze_after.items() if step >= at}
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Seed this step's randomness from (seed, rank, iteration) alone.
+
+        Prior noise, RF times and the global RNG (dropout) of a step then do not depend on what ran before it
+        (validation, callbacks, a restart), so a run resumed from any checkpoint draws exactly what the
+        uninterrupted run drew, and no RNG state needs saving.
+        """
+        step_seed = mix_seed(self.seed, D.rank(), int(self.iteration))
+        self.generator().manual_seed(step_seed)
+        torch.manual_seed(step_seed)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """One manual optimisation step with the rank-consistent skip rules."""
@@ -382,14 +394,6 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         self._swap_out()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Live weights in ``state_dict`` (EMA under ``ema.*``), plus this rank's generator state for resuming."""
+        """Live weights in ``state_dict`` (EMA under ``ema.*``); randomness needs no state (see above)."""
         if self._ema_active:
             raise RuntimeError("cannot checkpoint while the EMA weights are swapped in")
-        checkpoint["lzn_generator_state"] = self.generator().get_state()  # a uint8 tensor: weights_only-safe
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the prior-noise / RF-time generator, so a resumed run draws what the uninterrupted one would."""
-        state = checkpoint.get("lzn_generator_state")
-        if state is not None:
-            self._generator = D.rank_generator(self.seed, D.rank(), self.device)
-            self._generator.set_state(state)

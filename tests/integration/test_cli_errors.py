@@ -79,3 +79,33 @@ def test_help_lists_every_subcommand_and_predict_is_gone(capsys: pytest.CaptureF
         main(["predict", "--config", JOINT])
     assert info.value.code == 2
     assert "invalid choice: 'predict'" in capsys.readouterr().err
+
+
+def test_fit_writes_checkpoints_atomically_and_refuses_broken_or_foreign_ones(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "unit"))
+    from tiny_lzn import train_tiny
+
+    from lzn_lightning.checkpoints import AtomicCheckpointIO
+
+    root = f"--trainer.default_root_dir={tmp_path}"
+    cli = main(["fit", "--config", JOINT, *SMALL, "--trainer.limit_val_batches=0", root])
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    (last,) = tmp_path.rglob("last.ckpt")
+    capsys.readouterr()
+
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(last.read_bytes()[:1000])
+    err = _error_of([f"--ckpt_path={truncated}"], capsys, tmp_path)
+    assert "error: " in err and "truncated or corrupt" in err and str(truncated) in err
+
+    _, other = train_tiny(tmp_path / "tiny")  # an LZN checkpoint of a much smaller model
+    capsys.readouterr()
+    err = _error_of([f"--ckpt_path={other}"], capsys, tmp_path)
+    assert "holds another model's weights" in err and "Use the recipe" in err
+    with pytest.raises(SystemExit) as info:
+        main(["test", "--config", JOINT, "--trainer.logger=false", f"--ckpt_path={other}"])
+    assert info.value.code == 2 and "holds another model's weights" in capsys.readouterr().err

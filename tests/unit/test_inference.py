@@ -243,10 +243,15 @@ def test_lzn_classify_folder_of_images(
     [
         ("missing_ckpt", "does not exist"),
         ("garbage_ckpt", "not a readable PyTorch checkpoint"),
+        ("truncated_ckpt", "not a readable PyTorch checkpoint, it may be truncated"),
         ("foreign_ckpt", "not an lzn-lightning model checkpoint"),
         ("wrong_shape", r"shape \[4, 3, 8, 8\]; this model takes images \[N, 1, 8, 8\]"),
         ("out_of_range", "images must be in \\[-1, 1\\]"),
+        ("nan_pixels", r"values in \[nan, nan\]|values in \[0, nan\]"),
+        ("text_file", "must be a .npy file or a folder of images"),
+        ("text_as_npy", "cannot read .* as .npy"),
         ("bad_out", "must end in one of"),
+        ("existing_out", "already exists; pass --overwrite"),
     ],
 )
 def test_cli_errors_are_one_line(
@@ -259,6 +264,9 @@ def test_cli_errors_are_one_line(
     elif case == "garbage_ckpt":
         (tmp_path / "g.ckpt").write_bytes(b"not a checkpoint")
         ck = str(tmp_path / "g.ckpt")
+    elif case == "truncated_ckpt":
+        (tmp_path / "t.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+        ck = str(tmp_path / "t.ckpt")
     elif case == "foreign_ckpt":
         torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1}}, tmp_path / "f.ckpt")
         ck = str(tmp_path / "f.ckpt")
@@ -266,13 +274,35 @@ def test_cli_errors_are_one_line(
         np.save(x, np.zeros((4, 3, 8, 8), np.float32))
     elif case == "out_of_range":
         np.save(x, np.full((4, 1, 8, 8), 255, np.float32))
+    elif case == "nan_pixels":
+        np.save(x, np.full((4, 1, 8, 8), np.nan, np.float32))
+    elif case == "text_file":
+        x = tmp_path / "notes.txt"
+        x.write_text("these are not images\n")
+    elif case == "text_as_npy":
+        x.write_text("these are not images\n")
     elif case == "bad_out":
         out = str(tmp_path / "p.txt")
+    elif case == "existing_out":
+        Path(out).write_text("index,label\n0,1\n")
+    before = Path(out).read_bytes() if Path(out).exists() else None
     code, _, err = _run(["classify", "--ckpt_path", ck, "--input", str(x), "--out", out], capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lzn classify: error:"), err
     assert re.search(message, lines[0]), lines[0]
+    assert (Path(out).read_bytes() if Path(out).exists() else None) == before  # nothing written or replaced
+
+
+def test_existing_output_is_replaced_only_with_overwrite(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "grid.png"
+    args = ["sample", "--ckpt_path", str(ckpt), "--num", "2", "--out", str(out)]
+    assert _run(args, capsys)[0] == 0
+    first = out.read_bytes()
+    assert _run([*args, "--seed", "1"], capsys)[0] == 2 and out.read_bytes() == first
+    assert _run([*args, "--seed", "1", "--overwrite"], capsys)[0] == 0 and out.read_bytes() != first
 
 
 def test_plain_rf_baseline_generates_and_reconstructs() -> None:

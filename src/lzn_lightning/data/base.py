@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset
 
 from lzn_lightning.data.errors import DatasetNotFoundError
+from lzn_lightning.data.resumable import ResumableDataLoader, ResumableSampler
 from lzn_lightning.data.transforms import two_view_transform
 
 
@@ -20,6 +23,11 @@ class LZNDataModule(pl.LightningDataModule):
     labels, and ``image_view2`` (a second, independent augmentation of the same images) with two views.
     ``batch_size`` is the GLOBAL batch: each of the trainer's ``world_size`` devices loads
     ``batch_size // world_size`` samples, so a recipe means the same thing on 1 or 64 GPUs.
+
+    Training order and augmentations are functions of the trainer's seed, the epoch and the sample, and the
+    training loader's checkpoint state records how far the current epoch got (see
+    :mod:`lzn_lightning.data.resumable`), so ``lzn fit --ckpt_path last.ckpt`` continues with exactly the
+    batches the uninterrupted run would have read, mid-epoch included.
 
     Subclasses implement :attr:`image_shape`, :attr:`num_classes` (both usable before :meth:`setup`, as the
     CLI and the model check them) and :meth:`build_datasets`. The loaders set the data up on first use, so
@@ -158,17 +166,31 @@ class LZNDataModule(pl.LightningDataModule):
         if self.train_dataset is None:
             self.setup(stage)
 
+    @property
+    def global_rank(self) -> int:
+        """This process's rank among the ``world_size`` devices (0 without a trainer)."""
+        return int(getattr(self.trainer, "global_rank", 0) or 0) if self.trainer is not None else 0
+
+    def _trained_batches(self) -> int:
+        """Batches of the current epoch the trainer has trained (0 without a fitting trainer)."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train,
-            drop_last=True if train else self.eval_drop_last,
-            num_workers=workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-        )
+        common: dict[str, Any] = {
+            "num_workers": workers,
+            "pin_memory": torch.cuda.is_available(),
+            "persistent_workers": workers > 0,
+        }
+        if train:
+            # The trainer's seed (seed_everything), which Lightning's own samplers use too.
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            sampler = ResumableSampler(dataset, self.world_size, self.global_rank, seed)
+            return ResumableDataLoader(dataset, batch_size, sampler, self._trained_batches, **common)
+        return DataLoader(dataset, batch_size=batch_size, drop_last=self.eval_drop_last, **common)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches of ``per_device_batch_size``; the last incomplete batch is dropped."""

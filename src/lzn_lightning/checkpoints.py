@@ -1,0 +1,129 @@
+"""Checkpoints: atomic writes, and reading one with a clear error when it is broken or of another model.
+
+Writes that a crash cannot half-finish: a temporary file in the same folder, then a rename. Lightning's
+default writer goes through an fsspec transaction that stages the file in the system temp folder and *moves*
+it into place; across file systems that move is a copy, so a kill during it leaves a truncated ``last.ckpt``.
+A rename within one folder is atomic on POSIX file systems: readers see the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import nn
+
+# Why: the anchor bank is a buffer whose size is set by the checkpoint (the module resizes it on load).
+_RESIZED_ON_LOAD = ("anchor_bank_images",)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO whose local saves are atomic and durable (fsync of the file and of its folder).
+
+    ``lzn fit`` installs it; with a Python ``Trainer`` pass ``plugins=[AtomicCheckpointIO()]``. Remote paths
+    (``s3://...``) fall back to Lightning's writer.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        """Write ``checkpoint`` to ``path`` atomically."""
+        if "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are ordinary readable files
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist the rename itself (the folder entry); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load an lzn-lightning checkpoint on the CPU (tensors memory-mapped), or explain in one line why not.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not a readable PyTorch checkpoint (corrupt, truncated), or not one of an LZN model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint, it may be truncated or corrupt ({first_line(err)})"
+        ) from None
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hparams, dict) or "modalities" not in hparams or "state_dict" not in ckpt:
+        raise ValueError(
+            f"{path} is not an lzn-lightning model checkpoint (no model.modalities in its hyper-parameters); "
+            "pass a checkpoint written by `lzn fit` (e.g. .../checkpoints/last.ckpt)"
+        )
+    return ckpt
+
+
+def check_fits(model: nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
+    """Raise ValueError (one line) if the checkpoint's weights do not fit ``model`` (another recipe's)."""
+    theirs: dict[str, torch.Tensor] = ckpt["state_dict"]
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in theirs and k not in _RESIZED_ON_LOAD]
+    unexpected = [k for k in theirs if k not in ours and k not in _RESIZED_ON_LOAD]
+    reshaped = [
+        f"{k} {list(theirs[k].shape)} vs {list(v.shape)}"
+        for k, v in ours.items()
+        if k in theirs and k not in _RESIZED_ON_LOAD and tuple(theirs[k].shape) != tuple(v.shape)
+    ]
+    if not (missing or unexpected or reshaped):
+        return
+    parts = [
+        f"{len(items)} {what} (e.g. {items[0]})"
+        for what, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("with another shape", reshaped),
+        )
+        if items
+    ]
+    raise ValueError(
+        f"{path} holds another model's weights than this configuration builds: {'; '.join(parts)} tensors. "
+        "Use the recipe (and overrides) the checkpoint was trained with"
+    )

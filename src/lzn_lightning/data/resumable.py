@@ -1,0 +1,117 @@
+"""Training data whose order and augmentations a checkpoint can resume exactly, mid-epoch included.
+
+Two rules make a resumed run read exactly what the uninterrupted run reads:
+
+* the order of epoch ``e`` is a permutation drawn from ``(seed, e)`` only (DistributedSampler's rule), so it
+  does not depend on how many iterators were created before; a resumed epoch skips the trained batches;
+* each sample's random augmentation is drawn from a seed mixed from ``(seed, epoch, index)``, not from the
+  global RNG stream, so it depends neither on what ran before (validation, a sanity check) nor on the worker.
+
+:class:`ResumableDataLoader` puts both in a loader with Lightning's ``state_dict`` / ``load_state_dict``
+protocol, so the position travels in the checkpoint's fit-loop state and is restored before the first batch
+is drawn. Transforms must draw from torch's RNG (torchvision's do); Python's ``random`` and NumPy's global RNG
+are not reseeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lzn_lightning.seeding import mix_seed
+
+
+class SeededDataset(Dataset):
+    """``dataset[index]`` drawn with torch's CPU RNG seeded by ``seed``, for keys ``(index, seed)``.
+
+    The global RNG state is restored afterwards, so loading a sample never changes the caller's random stream.
+
+    Args:
+        dataset: Any map-style dataset whose transforms draw from torch's RNG.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+    def __repr__(self) -> str:
+        return f"SeededDataset({self.dataset!r})"
+
+
+class ResumableSampler(DistributedSampler):
+    """This rank's shuffled share of an epoch: ``(index, augmentation seed)`` keys for :class:`SeededDataset`.
+
+    A DistributedSampler subclass, so Lightning keeps it under DDP instead of wrapping it. After
+    :meth:`resume`, the next iteration is of the given epoch and skips the samples already trained.
+
+    Args:
+        dataset: The training dataset (only its length is used).
+        num_replicas: Number of ranks sharing the epoch.
+        rank: This rank.
+        seed: Seed of the order and of the augmentations (the trainer's seed).
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self._skip = 0
+
+    def resume(self, epoch: int, samples_done: int) -> None:
+        """Make the next iteration the rest of ``epoch`` after this rank's first ``samples_done`` samples."""
+        self.set_epoch(epoch)
+        self._skip = samples_done
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        indices = list(super().__iter__())[self._skip :]
+        self._skip = 0  # only the first iteration after a resume is partial
+        epoch = self.epoch
+        return iter([(i, mix_seed(self.seed, epoch, i)) for i in indices])
+
+
+class ResumableDataLoader(DataLoader):
+    """A training DataLoader over a :class:`ResumableSampler` whose state is its position in the epoch.
+
+    Args:
+        dataset: The training dataset (wrapped in :class:`SeededDataset` here).
+        batch_size: Samples per batch on this rank (the last incomplete batch is dropped).
+        sampler: This rank's sampler.
+        trained_batches: Number of batches of the current epoch already *trained* (not fetched: Lightning
+            fetches one batch ahead), e.g. read from the trainer's progress.
+        **kwargs: Other DataLoader arguments (workers, pinning).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        sampler: ResumableSampler,
+        trained_batches: Callable[[], int],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            SeededDataset(dataset), batch_size=batch_size, sampler=sampler, drop_last=True, **kwargs
+        )
+        self._trained_batches = trained_batches
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch", "batches_done"}`` of training so far (saved by Lightning in the fit-loop state)."""
+        epoch = int(self.sampler.epoch)  # type: ignore[attr-defined]
+        return {"epoch": epoch, "batches_done": int(self._trained_batches())}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Make the next iteration continue the checkpointed epoch after its trained batches."""
+        sampler: ResumableSampler = self.sampler  # type: ignore[assignment]
+        epoch, skip = int(state_dict["epoch"]), int(state_dict["batches_done"]) * int(self.batch_size or 1)
+        if skip >= len(sampler):  # saved at the end of an epoch: the next one starts from its beginning
+            epoch, skip = epoch + 1, 0
+        sampler.resume(epoch, skip)

@@ -1,0 +1,212 @@
+"""Exact resume: a run interrupted anywhere (mid-epoch, at a validation, by SIGKILL) and resumed from its
+last checkpoint ends exactly where the uninterrupted run ends: weights, optimizer and scheduler state, EMA,
+counters, the noise of every step, and the data order and augmentations of every batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from lzn_lightning import LZNLightningModule
+from lzn_lightning.checkpoints import AtomicCheckpointIO
+from lzn_lightning.data import SyntheticDataModule
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 13  # 5 batches per epoch: the runs cross two epoch boundaries
+IMAGE = {"class_path": "ImageModality", "init_args": {
+    "encoder_width": 8, "encoder_ch_mult": [1, 2], "head_hidden": 16, "decoder_width": 8,
+    "decoder_ch_mult": [1, 2], "num_classes": 3, "sample_steps": 2}}  # fmt: skip
+
+
+def _model() -> LZNLightningModule:
+    """Image (encoder + RF decoder), label, and two aligned augmented views: every random draw is used."""
+    return LZNLightningModule(
+        modalities={
+            "image": IMAGE,
+            "label": {"class_path": "LabelModality", "init_args": {"num_classes": 3}},
+        },
+        fields={"image_view2": "image"},
+        latent_dim=8,
+        flow={"steps": 3},
+        align=[
+            {"source": "image", "target": "label", "steps": 5},
+            {"source": "image", "target": "image_view2", "steps": 5, "form": "log"},
+        ],
+        warmup_steps=4,
+        ema_decay=0.9,
+    )
+
+
+def _data() -> SyntheticDataModule:
+    return SyntheticDataModule(
+        num_samples=40, num_test_samples=8, num_classes=3, image_shape=(1, 8, 8), batch_size=8,
+        eval_batch_size=8, two_views=True,
+    )  # fmt: skip
+
+
+class BatchLog(pl.Callback):
+    """Records a fingerprint of every training batch (both views) and of the step's random draws, by step."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[float, ...]] = {}
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: Any, outputs: Any, batch: dict, batch_idx: int
+    ) -> None:
+        # The generator's state after the step fingerprints the draws the step made.
+        noise = torch.randn(3, generator=module.generator().clone_state())
+        self.seen[trainer.global_step] = (
+            float(batch["image"].double().sum()),
+            float(batch["image_view2"].double().sum()),
+            *noise.tolist(),
+        )
+
+
+class Crash(pl.Callback):
+    """Raises at the start of a given step, after earlier steps trained but before anything more is saved."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def _trainer(root: Path, callbacks: list[pl.Callback], **kw: Any) -> pl.Trainer:
+    args: dict[str, Any] = {
+        "max_steps": STEPS, "accelerator": "cpu", "logger": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "default_root_dir": root, "num_sanity_val_steps": 0,
+        "limit_val_batches": 0, "plugins": [AtomicCheckpointIO()],
+    }  # fmt: skip
+    return pl.Trainer(callbacks=callbacks, **(args | kw))
+
+
+def _fit(
+    root: Path, callbacks: list[pl.Callback], ckpt: Path | None = None, **kw: Any
+) -> tuple[Any, pl.Trainer]:
+    pl.seed_everything(0)
+    model = _model()
+    trainer = _trainer(root, callbacks, **kw)
+    trainer.fit(model, _data(), ckpt_path=ckpt)
+    return model, trainer
+
+
+def _assert_same_state(a: tuple[Any, pl.Trainer], b: tuple[Any, pl.Trainer]) -> None:
+    (m1, t1), (m2, t2) = a, b
+    assert t1.global_step == t2.global_step == STEPS and int(m1.iteration) == int(m2.iteration)
+    s1, s2 = m1.state_dict(), m2.state_dict()  # weights, EMA (ema.*), counters
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        assert torch.equal(s1[k], s2[k]), f"{k} differs after resuming"
+    o1, o2 = t1.optimizers[0].state_dict(), t2.optimizers[0].state_dict()
+    for pid, state in o1["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(o2["state"][pid][name])), (
+                f"adam {name}"
+            )
+    assert (
+        t1.lr_scheduler_configs[0].scheduler.state_dict() == t2.lr_scheduler_configs[0].scheduler.state_dict()
+    )
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[tuple[Any, pl.Trainer], BatchLog]:
+    log = BatchLog()
+    return _fit(tmp_path_factory.mktemp("straight"), [log], enable_checkpointing=False), log
+
+
+@pytest.mark.parametrize(
+    ("save", "saved", "crash_at"),
+    [
+        ("steps", 7, 9),  # saved after step 7 (mid-epoch 1); steps 8 and 9 trained, then lost in the crash
+        ("steps", 5, 7),  # saved after step 5, the last batch of epoch 0
+        ("validation", 7, 8),  # saved when the validation after step 7 ends (how the recipes checkpoint)
+    ],
+)
+def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
+    straight: tuple[tuple[Any, pl.Trainer], BatchLog], tmp_path: Path, save: str, saved: int, crash_at: int
+) -> None:
+    if save == "validation":  # validation draws no training randomness, so it may run in one run only
+        every: dict[str, Any] = {}
+        extra = {"limit_val_batches": 1, "val_check_interval": saved, "check_val_every_n_epoch": None}
+    else:
+        every, extra = {"every_n_train_steps": saved}, {}
+    ck = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, **every)
+    first_log = BatchLog()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(tmp_path / "a", [ck, first_log, Crash(crash_at)], **extra)
+    assert torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)["global_step"] == saved
+
+    resumed_log = BatchLog()
+    resumed = _fit(
+        tmp_path / "b", [resumed_log], tmp_path / "ck" / "last.ckpt", enable_checkpointing=False, **extra
+    )
+    reference, reference_log = straight
+    _assert_same_state(reference, resumed)
+    # Every batch (both augmented views) and every step's random draws match the uninterrupted run.
+    assert sorted(resumed_log.seen) == list(range(saved + 1, STEPS + 1))
+    for log in (first_log, resumed_log):
+        for step, fingerprint in log.seen.items():
+            assert fingerprint == reference_log.seen[step], f"step {step} read other data or drew other noise"
+
+
+_KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    import lightning.pytorch as pl
+    from test_resume import _fit
+
+    class Kill(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 9:  # steps 8 and 9 trained after the checkpoint of step 7
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    ck = pl.callbacks.ModelCheckpoint(dirpath={ck!r}, save_last=True, every_n_train_steps=7)
+    _fit({root!r}, [ck, Kill()])
+    """
+)
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(
+    straight: tuple[tuple[Any, pl.Trainer], BatchLog], tmp_path: Path
+) -> None:
+    script = _KILLED_RUN.format(
+        tests=str(Path(__file__).parent), ck=str(tmp_path / "ck"), root=str(tmp_path / "a")
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=170, env=env
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not list((tmp_path / "ck").glob(".*.tmp")), "a temporary checkpoint file was left behind"
+    resumed = _fit(tmp_path / "b", [], tmp_path / "ck" / "last.ckpt", enable_checkpointing=False)
+    _assert_same_state(straight[0], resumed)
+
+
+def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": torch.tensor(1)}, path)
+
+    def dies_half_way(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # e.g. Ctrl-C or a pre-emption signal in the middle of the write
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1  # the previous checkpoint, intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
