@@ -6,5 +6,6 @@ here (or refer to it from YAML by its full ``class_path``).
 
 from lzn_lightning.modalities.image import ImageModality
 from lzn_lightning.modalities.label import LabelModality
+from lzn_lightning.modalities.text import TextModality
 
-__all__ = ["ImageModality", "LabelModality"]
+__all__ = ["ImageModality", "LabelModality", "TextModality"]

@@ -3,8 +3,9 @@
 Orchestration only; the maths lives in :mod:`lzn_lightning.latent`. One training step (architecture.md §5):
 
 1. every instance field of the batch is encoded to anchors; anchors are gathered across ranks with gradients;
-2. the ``latent_from`` field's latents are computed through the field of all gathered anchors;
-3. its modality's decoder loss (if any) is conditioned on those latents;
+2. the ``latent_from`` field's latents (and those of every other ``decode`` field) are computed through the
+   field of all gathered anchors of that field;
+3. each ``decode`` field's decoder loss is conditioned on its latents;
 4. each ``align`` term traces the source latents back through the target anchors and rewards the right zone.
 
 Optimisation is manual so that the reference behaviours hold under DDP: a non-finite loss or gradient norm skips
@@ -44,6 +45,9 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         latent_dim: Size d of the shared latent space.
         fields: Extra batch fields read by an existing modality, e.g. ``{image_view2: image}`` for two views.
         latent_from: Field whose minibatch anchors define each sample's latent (None: no latent, plain decoder).
+        decode: Instance fields whose decoders train on their own latents, e.g. ``[image, text]`` for a model
+            that generates both from the shared latent; None means ``[latent_from]`` (every field with a
+            decoder when ``latent_from`` is None: a plain, unconditioned decoder).
         flow: Latent computation settings.
         align: Latent alignment terms.
         decoder_weight: Coefficient of the decoder loss of the ``latent_from`` modality.
@@ -65,6 +69,7 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         latent_dim: int = 200,
         fields: dict[str, str] | None = None,
         latent_from: str | None = "image",
+        decode: list[str] | None = None,
         flow: FlowConfig | None = None,
         align: list[AlignConfig] | None = None,
         decoder_weight: float = 1.0,
@@ -87,6 +92,7 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         self.latent_dim = latent_dim
         self.field_map: dict[str, str] = {name: name for name in built} | dict(fields or {})
         self.latent_from = latent_from
+        self.decode_fields: list[str] = list(decode) if decode is not None else self._default_decode_fields()
         self.flow: FlowConfig = as_config(flow, FlowConfig) or FlowConfig()
         self.align: list[AlignConfig] = [as_config(a, AlignConfig) for a in (align or [])]
         self.decoder_weight = decoder_weight
@@ -109,6 +115,11 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         self.hparams["align"] = [asdict(a) for a in self.align]
 
     # ------------------------------------------------------------------------------------------ validation
+    def _default_decode_fields(self) -> list[str]:
+        if self.latent_from is not None:
+            return [self.latent_from] if self.modality(self.latent_from).has_decoder else []
+        return [name for name, m in self.modalities.items() if m.has_decoder]  # plain decoders, no latent
+
     def _validate(self) -> None:
         for field, name in self.field_map.items():
             if name not in self.modalities:
@@ -125,6 +136,15 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
                     raise ValueError(f"align {role} {field!r} is not a field; known fields: {known}")
             if self.modality(a.source).kind != "instance":
                 raise ValueError(f"align source {a.source!r} must be an instance field (its latents are traced back)")
+        for field in self.decode_fields:
+            if field not in self.field_map:
+                raise ValueError(f"decode names {field!r}, which is not a field; known fields: {known}")
+            m = self.modality(field)
+            if m.kind != "instance" or not m.has_decoder:
+                raise ValueError(
+                    f"decode names {field!r}, but its modality {type(m).__name__} has no decoder "
+                    "(build it with its decoder, or remove the field from decode)"
+                )
         groups = {f"{name}.{g['name']}" for name, m in self.modalities.items() for g in m.param_groups()}
         for key in self.freeze_after:
             if key not in groups:
@@ -181,15 +201,17 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         latents: dict[str, Tensor] = {}
         if self.latent_from is not None:
             latents[self.latent_from] = self.latents_of(anchors_of(self.latent_from), noise_scale)
-        for field, name in self.field_map.items():
-            m = self.modalities[name]
-            decodes_here = field == self.latent_from or (self.latent_from is None and field == name)
-            if m.has_decoder and decodes_here and field in batch:  # type: ignore[operator]
-                m.check_field(batch[field], field)
-                z = latents.get(field)
-                losses[f"{field}/decoder"] = self.decoder_weight * m.decoder_loss(  # type: ignore[operator]
-                    batch[field], z, batch, self.generator()
-                )
+        for field in self.decode_fields:
+            m = self.modality(field)
+            m.check_field(batch[field], field)
+            z = None  # a plain decoder (latent_from None) is not conditioned on a latent
+            if self.latent_from is not None:
+                if field not in latents:
+                    latents[field] = self.latents_of(anchors_of(field), noise_scale)
+                z = latents[field]
+            losses[f"{field}/decoder"] = self.decoder_weight * m.decoder_loss(  # type: ignore[operator]
+                batch[field], z, batch, self.generator()
+            )
         for a in self.align:
             if a.form in BASELINE_FORMS:  # a baseline objective on the anchors themselves: no latent flow
                 source = anchors_of(a.source)
@@ -238,7 +260,7 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         return everyone, targets, None
 
     def _needed_fields(self) -> list[str]:
-        fields = [self.latent_from] if self.latent_from else []
+        fields = ([self.latent_from] if self.latent_from else []) + self.decode_fields
         for a in self.align:
             fields += [a.source, a.target]
         return sorted(set(fields))

@@ -58,6 +58,10 @@ def tiny_override(recipe: Path, folder: Path) -> Path:
     override = yaml.safe_load(TINY.read_text())
     for key, spec in yaml.safe_load(recipe.read_text())["model"]["modalities"].items():
         override["model"]["modalities"].setdefault(key, {"class_path": spec["class_path"]})
+        if spec["class_path"].endswith("TextModality"):  # synthetic captions, a tiny transformer
+            tiny_text = {"max_len": 16, "width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1}
+            override["model"]["modalities"][key]["init_args"] = tiny_text
+            override["data"]["init_args"]["text_max_len"] = 16
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(override))
     return path

@@ -34,6 +34,7 @@ EXTRA_CONFIGS: dict[str, list[dict[str, Any]]] = {
         {"encoder": "none", "decoder_width": 8, "latent_conditioning": False},  # the plain RF baseline
     ],
     "VectorModality": [{"decoder": True}],
+    "TextModality": [{"width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "max_len": 12}],
 }
 CASES = [
     pytest.param(cls, cfg, id=f"{cls.__name__}-{i}")
@@ -64,7 +65,7 @@ def _loss(m: Modality, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 def test_every_builtin_is_covered() -> None:
     names = {p.values[0].__name__ for p in CASES}
-    assert {"ImageModality", "LabelModality", "VectorModality"} <= names
+    assert {"ImageModality", "LabelModality", "TextModality", "VectorModality"} <= names
 
 
 @pytest.mark.parametrize(("cls", "cfg"), CASES)

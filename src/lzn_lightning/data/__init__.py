@@ -6,6 +6,7 @@ message says where the data should be and how to get it.
 """
 
 from lzn_lightning.data.base import LZNDataModule
+from lzn_lightning.data.captions import CaptionedDigitsDataModule, CaptionedMNIST5kDataModule
 from lzn_lightning.data.cifar10 import CIFAR10DataModule
 from lzn_lightning.data.digits import DigitsDataModule
 from lzn_lightning.data.errors import DatasetNotFoundError
@@ -20,6 +21,8 @@ from lzn_lightning.data.tensor import TensorImageDataset
 
 __all__ = [
     "CIFAR10DataModule",
+    "CaptionedDigitsDataModule",
+    "CaptionedMNIST5kDataModule",
     "DatasetNotFoundError",
     "DigitsDataModule",
     "ImageFileDataset",

@@ -8,10 +8,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from lzn_lightning.data.base import LZNDataModule
+from lzn_lightning.data.captions import CaptionedDataset
 from lzn_lightning.data.tensor import TensorImageDataset
 from lzn_lightning.data.transforms import two_view_transform
+from lzn_lightning.modalities.text import DEFAULT_ALPHABET, CharTokenizer
 
 # Why 10: unlabelled synthetic data still needs structure worth learning, so it keeps hidden clusters.
 HIDDEN_CLUSTERS = 10
@@ -32,6 +35,9 @@ class SyntheticDataModule(LZNDataModule):
         num_classes: Number of classes; ``None`` makes the data unlabelled (batches have no ``label``, the
             images still form 10 hidden clusters).
         noise_std: Standard deviation of the per-pixel noise around the prototypes.
+        text_max_len: If set, batches also carry ``text``: the caption ``"pattern <k>"`` of each image's class
+            (or hidden cluster), tokenised to this length with ``text_alphabet`` (smoke runs of text recipes).
+        text_alphabet: Alphabet of the captions' tokenizer (must equal the text modality's).
         batch_size: Global training batch size, summed over all devices.
         **kwargs: The other common arguments of :class:`~lzn_lightning.data.LZNDataModule`.
     """
@@ -47,6 +53,8 @@ class SyntheticDataModule(LZNDataModule):
         num_classes: int | None = 10,
         noise_std: float = 0.3,
         batch_size: int = 16,
+        text_max_len: int | None = None,
+        text_alphabet: str = DEFAULT_ALPHABET,
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, **kwargs)
@@ -60,6 +68,8 @@ class SyntheticDataModule(LZNDataModule):
         self._image_shape = (int(image_shape[0]), int(image_shape[1]), int(image_shape[2]))
         self._num_classes = num_classes
         self.noise_std = noise_std
+        self.text_max_len = text_max_len
+        self.text_alphabet = text_alphabet if text_max_len is not None else None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -86,10 +96,10 @@ class SyntheticDataModule(LZNDataModule):
         noise = self.noise_std * torch.randn(n, *self._image_shape, generator=generator)
         return (prototypes[labels] + noise).clamp_(-1.0, 1.0), labels
 
-    def build_datasets(self) -> tuple[TensorImageDataset, TensorImageDataset, TensorImageDataset]:
+    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
         generator = torch.Generator().manual_seed(self.seed)
         prototypes = self.prototypes(generator)
-        splits = []
+        splits: list[Dataset] = []
         for n, train in (
             (self.num_samples, True),
             (self.num_val_samples, False),
@@ -97,9 +107,14 @@ class SyntheticDataModule(LZNDataModule):
         ):
             images, labels = self.sample(n, prototypes, generator)
             transform, two_views = self.view_settings(train)
-            splits.append(
-                TensorImageDataset(images, labels if self._num_classes else None, transform, two_views)
-            )
+            kept = labels if self._num_classes else None
+            split: Dataset = TensorImageDataset(images, kept, transform, two_views)
+            if self.text_max_len is not None:
+                captions = [f"pattern {k}" for k in labels.tolist()]
+                tokenizer = CharTokenizer(self.text_alphabet or DEFAULT_ALPHABET, self.text_max_len)
+                tokens = tokenizer.encode(captions)
+                split = CaptionedDataset(split, tokens, captions)
+            splits.append(split)
         return splits[0], splits[1], splits[2]
 
     def view_transform(self) -> Callable[[Any], Any]:

@@ -1,0 +1,149 @@
+"""Image <-> text through one latent (digits_caption) against a CLIP-style InfoNCE model on the same encoders.
+
+Trains the recipe (both decoders, image <-> text zone alignment) and, with the same encoders, data and budget,
+InfoNCE both ways on the anchors (no decoders, no flow), ``--seeds`` times each. Scored on the held-out test
+split, all of it as one batch (the recipe's ``eval_batch_size``):
+
+* image -> text: the caption the text decoder writes (greedy) from each image's latent names the right digit
+  (``i2t_digit``); its attribute words (stroke, width, slant) agree with the image's own (``i2t_attr``, mean
+  over the three);
+* text -> image: the image decoder's sample from each caption's latent is recognised as the digit the caption
+  names by a CNN trained on the training images (``t2i_digit``);
+* retrieval R@1 both ways: the retrieved caption (image) says the same as the query's (digit and the three
+  attributes; the template is ignored), ``r1_i2t`` / ``r1_t2i``. LZN retrieves by tracing the query's latent
+  back to the other field's zones; InfoNCE by cosine similarity of the anchors.
+
+    python benchmarks/captions.py --recipe recipes/digits_caption.yaml --seeds 1 \
+        --out-json docs/quality_caption_digits.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import quality
+import torch
+import yaml
+from torch import Tensor
+
+from lzn_lightning.baselines import infonce_logits
+from lzn_lightning.callbacks.classifier import predict
+from lzn_lightning.crossmodal import retrieve, translate
+from lzn_lightning.data import CaptionedDigitsDataModule, CaptionedMNIST5kDataModule
+from lzn_lightning.data.captions import DIGIT_WORDS
+
+quality.DATA.update(
+    {
+        "CaptionedDigitsDataModule": CaptionedDigitsDataModule,
+        "CaptionedMNIST5kDataModule": CaptionedMNIST5kDataModule,
+    }
+)
+SLOTS = (("thin", "bold"), ("narrow", "wide"), ("slanted left", "slanted right"))
+
+
+def meaning(caption: str) -> tuple[int | None, ...]:
+    """(digit, stroke, width, slant) of a caption, attributes -1 / 0 / +1; the template does not matter."""
+    numeral = re.search(r"digit (\d)", caption)
+    words = [k for k, w in enumerate(DIGIT_WORDS) if re.search(rf"\b{w}\b", caption)]
+    digit = int(numeral.group(1)) if numeral else (words[0] if len(words) == 1 else None)
+    attrs = tuple(-1 if low in caption else 1 if high in caption else 0 for low, high in SLOTS)
+    return (digit, *attrs)
+
+
+def infonce_cfg(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The same encoders with InfoNCE both ways on the anchors: no decoders, no latent flow."""
+    cfg = copy.deepcopy(model_cfg)
+    cfg["decode"] = []
+    cfg["align"] = [{"source": a["source"], "target": a["target"], "form": "infonce"} for a in cfg["align"]]
+    return cfg
+
+
+class CaptionScore:
+    """The test split, its captions' meanings and one CNN judge, shared by every method and seed."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.judge = quality.CNNJudge(cfg)
+        data = quality.build_data(cfg)
+        test = data.test_dataset
+        self.images, self.labels = self.judge.test
+        self.tokens = torch.stack([test[i]["text"] for i in range(len(test))])  # [N, max_len]
+        self.meanings = [meaning(c) for c in test.captions]
+        self.info = {"judge": self.judge.description, "n_test": len(test)}
+
+    def _r1(self, picked: Tensor) -> float:
+        return sum(self.meanings[j] == self.meanings[i] for i, j in enumerate(picked.tolist())) / len(picked)
+
+    def __call__(self, model: Any, name: str) -> dict[str, float]:
+        if name.startswith("InfoNCE"):
+            with model.inference():
+                a_img = model.modality("image").encode(self.images)
+                a_txt = model.modality("text").encode(self.tokens)
+            return {
+                "r1_i2t": self._r1(infonce_logits(a_img, a_txt, 1.0).argmax(1)),
+                "r1_t2i": self._r1(infonce_logits(a_txt, a_img, 1.0).argmax(1)),
+            }
+        text = model.modality("text")
+        captions = text.detokenize(translate(model, "image", self.images, "text"))
+        said = [meaning(c) for c in captions]
+        digit = sum(s[0] == int(y) for s, y in zip(said, self.labels, strict=True)) / len(said)
+        attr = sum(
+            sum(a == b for a, b in zip(s[1:], m[1:], strict=True)) / 3
+            for s, m in zip(said, self.meanings, strict=True)
+        )
+        generated = translate(model, "text", self.tokens, "image", generator=torch.Generator().manual_seed(0))
+        t2i = (predict(self.judge.net, generated.float().cpu()) == self.labels).float().mean().item()
+        return {
+            "i2t_digit": digit,
+            "i2t_attr": attr / len(said),
+            "t2i_digit": t2i,
+            "r1_i2t": self._r1(retrieve(model, "image", self.images, "text", self.tokens)),
+            "r1_t2i": self._r1(retrieve(model, "text", self.tokens, "image", self.images)),
+            "examples": [f"{m} -> {c!r}" for m, c in zip(self.meanings[:6], captions[:6], strict=True)],
+        }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", type=Path, default=Path("recipes/digits_caption.yaml"))
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's max_steps)")
+    p.add_argument("--root", type=Path, default=Path("runs/quality"))
+    p.add_argument("--out-json", type=Path, required=True)
+    args = p.parse_args()
+    cfg = yaml.safe_load(args.recipe.read_text())
+    steps = args.steps or cfg["trainer"]["max_steps"]
+    start = time.perf_counter()
+    score = CaptionScore(cfg)
+    methods = {
+        "LZN image <-> text (recipe)": cfg["model"],
+        "InfoNCE both ways, same encoders": infonce_cfg(cfg["model"]),
+    }
+    result: dict[str, Any] = {
+        "part": "caption", "recipe": str(args.recipe), "steps": steps,
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "setup_seconds": time.perf_counter() - start, **score.info, "runs": {name: [] for name in methods},
+    }  # fmt: skip
+    for seed in range(args.seeds):
+        for name, model_cfg in methods.items():
+            model, fit_s = quality.fit(cfg, model_cfg, seed, args.root, steps, bank=False)
+            t0 = time.perf_counter()
+            run = {
+                "seed": seed,
+                **score(model, name),
+                "fit_seconds": fit_s,
+                "eval_seconds": time.perf_counter() - t0,
+            }
+            result["runs"][name].append(run)
+            args.out_json.write_text(json.dumps(result, indent=1))
+            print(name, run, flush=True)
+
+
+if __name__ == "__main__":
+    main()
