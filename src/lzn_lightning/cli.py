@@ -31,9 +31,9 @@ SUBCOMMANDS = {
     "fit": "train a recipe: lzn fit --config recipes/digits_joint.yaml (resumes with --ckpt_path last.ckpt)",
     "validate": "run the validation loop and callbacks on a checkpoint (--config ... --ckpt_path ...)",
     "test": "run the test loop and the recipe's evaluation callbacks on a checkpoint (--config ... --ckpt_path ...)",
-    "sample": "generate from a checkpoint to a PNG grid or .npy/.npz (optionally by label)",
-    "classify": "label images (.npy or a folder) with a checkpoint, to CSV",
-    "embed": "embed images (.npy or a folder) with a checkpoint, to .npy",
+    "sample": "generate from a checkpoint: images (by label, or from --prompts in a .txt), or captions",
+    "classify": "label images (.npy or a folder) or texts (.txt, one per line) with a checkpoint, to CSV",
+    "embed": "embed images (.npy or a folder) or texts (.txt) with a checkpoint, to .npy",
 }
 
 

@@ -5,10 +5,16 @@ Examples:
     lzn sample   --ckpt_path last.ckpt --num 1000 --out samples.npz        # images [N, C, H, W] in [-1, 1]
     lzn classify --ckpt_path last.ckpt --input images.npy --out preds.csv
     lzn embed    --ckpt_path last.ckpt --input my_pngs/ --out emb.npy
+    lzn sample   --ckpt_path last.ckpt --prompts prompts.txt --out grid.png   # text -> image, one per line
+    lzn sample   --ckpt_path last.ckpt --images x.npy --out captions.csv      # image -> text
+    lzn classify --ckpt_path last.ckpt --input texts.txt --out preds.csv      # text -> label
 
 ``--input`` is a ``.npy`` of float images [N, C, H, W] in [-1, 1] (the datamodule's layout; [N, H, W] for one
 channel) or a folder of image files (searched recursively, sorted by path, converted to the model's channels
-and resized + centre-cropped to its size). Every mistake ends with one ``error:`` line and exit status 2.
+and resized + centre-cropped to its size), or, for a model with a text modality, a ``.txt`` file with one text
+per line (texts are classified and embedded in batches of ``--batch_size``, each batch its own field). Every
+mistake ends with one ``error:`` line and exit status 2; an existing ``--out`` is replaced only with
+``--overwrite``.
 """
 
 from __future__ import annotations
@@ -54,8 +60,14 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"lzn {name}")
     _common(p)
     if name == "sample":
-        p.description = "Generate images; a PNG grid (one row per label when labels are given), .npz or .npy."
-        p.add_argument("--num", type=int, required=True, help="number of images N")
+        p.description = (
+            "Generate images (a PNG grid, one row per label when labels are given, .npz or .npy), images "
+            "from the prompts of a text file, or captions of images (.csv or .txt)."
+        )
+        p.add_argument("--num", type=int, default=None, help="number of images N (no --prompts, --images)")
+        p.add_argument("--prompts", default=None, help=".txt, one prompt per line: one image per prompt")
+        p.add_argument("--images", default=None, help=".npy or folder of images to caption (text decoder)")
+        p.add_argument("--temperature", type=float, default=0.0, help="captions: 0 greedy, > 0 sampled")
         p.add_argument("--labels", default=None, help="comma-separated class labels, repeated to fill N")
         p.add_argument("--out", required=True, help="grid.png | samples.npz (images, labels) | samples.npy")
         p.add_argument("--steps", type=int, default=None, help="RF sampler steps (default: the model's)")
@@ -68,8 +80,9 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         )
     else:
         p.add_argument(
-            "--input", required=True, help=".npy of images [N, C, H, W] in [-1, 1], or a folder of images"
-        )
+            "--input", required=True,
+            help=".npy of images [N, C, H, W] in [-1, 1], a folder of images, or a .txt, one text per line",
+        )  # fmt: skip
         if name == "classify":
             p.description = "Classify images through the label zones; CSV (index, [file,] label) or .npy."
             p.add_argument("--out", required=True, help="preds.csv | preds.npy")
@@ -172,6 +185,42 @@ def _load_folder(folder: Path, channels: int, size: int) -> tuple[Tensor, list[s
     return torch.stack(images), [str(f.relative_to(folder)) for f in files]
 
 
+def text_field(model: Any) -> str:
+    """The field of the model's text modality (one with ``tokenize``)."""
+    for field in model.field_map:
+        if hasattr(model.modality(field), "tokenize"):
+            return field
+    raise InputError("this model has no text modality, so it takes no text (see recipes/digits_caption.yaml)")
+
+
+def load_texts(path: str | Path, model: Any) -> tuple[str, Tensor, list[str]]:
+    """``(text field, token ids [N, L], lines)`` of a UTF-8 text file with one text per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input {path} does not exist")
+    field = text_field(model)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text ({err.reason})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()  # a trailing newline is not a text
+    if not lines:
+        raise InputError(f"{path} holds no text")
+    modality = model.modality(field)
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        try:
+            rows.append(modality.tokenize([line]))
+        except ValueError as err:
+            raise InputError(f"{path} line {n}: {str(err).replace('text 0 ', 'the text ')}") from None
+    return field, torch.cat(rows), lines
+
+
+def _is_text(path: str) -> bool:
+    return Path(path).suffix.lower() == ".txt"
+
+
 # --------------------------------------------------------------------------------------------------- outputs
 def _check_out(out: Path, allowed: tuple[str, ...], overwrite: bool) -> None:
     if out.suffix.lower() not in allowed:
@@ -195,22 +244,62 @@ def _parse_labels(text: str | None, num: int) -> Tensor | None:
 
 
 # --------------------------------------------------------------------------------------------------- commands
+def _captions(model: Any, args: argparse.Namespace) -> str:
+    from lzn_lightning.crossmodal import translate
+
+    out = Path(args.out)
+    _check_out(out, (".csv", ".txt"), args.overwrite)
+    field = text_field(model)
+    images, files = load_images(args.images, *_image_spec(model))
+    g = torch.Generator(device=model.device).manual_seed(args.seed)
+    captions: list[str] = []
+    for s in range(0, len(images), args.batch_size):  # each batch of images is its own field
+        ids = translate(model, model.image_field(), images[s : s + args.batch_size], field,
+                        generator=g, temperature=args.temperature)  # fmt: skip
+        captions += model.modality(field).detokenize(ids)
+    if out.suffix.lower() == ".txt":
+        out.write_text("".join(c + "\n" for c in captions), encoding="utf-8")
+    else:
+        with out.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "file", "caption"] if files else ["index", "caption"])
+            for i, c in enumerate(captions):
+                w.writerow([i, files[i], c] if files else [i, c])
+    return f"wrote {len(captions)} captions to {out}"
+
+
 def _sample(model: Any, args: argparse.Namespace) -> str:
     from torchvision.utils import save_image
 
+    from lzn_lightning.crossmodal import translate
+
+    if (args.prompts is not None) + (args.images is not None) + (args.num is not None) != 1:
+        raise InputError("give exactly one of --num (with optional --labels), --prompts or --images")
+    if args.images is not None:
+        return _captions(model, args)
     out = Path(args.out)
     _check_out(out, (".png", ".jpg", ".npz", ".npy"), args.overwrite)
-    if args.num < 1:
-        raise InputError(f"--num must be >= 1, got {args.num}")
-    labels = _parse_labels(args.labels, args.num)
-    images = model.generate(
-        args.num,
-        labels=labels,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        method=args.method,
-        seed=args.seed,
-    )  # [N, C, H, W] in [-1, 1]
+    if args.prompts is not None:
+        field, tokens, lines = load_texts(args.prompts, model)
+        g = torch.Generator(device=model.device).manual_seed(args.seed)
+        parts = [
+            translate(model, field, tokens[s : s + args.batch_size], model.decoder_field(), generator=g,
+                      steps=args.steps, method=args.method).float().cpu()
+            for s in range(0, len(tokens), args.batch_size)
+        ]  # fmt: skip
+        images, labels, args.num = torch.cat(parts), None, len(lines)
+    else:
+        if args.num < 1:
+            raise InputError(f"--num must be >= 1, got {args.num}")
+        labels = _parse_labels(args.labels, args.num)
+        images = model.generate(
+            args.num,
+            labels=labels,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            method=args.method,
+            seed=args.seed,
+        )  # [N, C, H, W] in [-1, 1]
     if out.suffix.lower() in (".png", ".jpg"):
         distinct = len(set(args.labels.split(","))) if args.labels else 0
         nrow = args.nrow or (distinct if 0 < distinct <= args.num else math.ceil(math.sqrt(args.num)))
@@ -226,6 +315,8 @@ def _sample(model: Any, args: argparse.Namespace) -> str:
 def _classify(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
     _check_out(out, (".csv", ".npy"), args.overwrite)
+    if _is_text(args.input):
+        return _classify_texts(model, args, out)
     images, files = load_images(args.input, *_image_spec(model))
     if model.anchor_bank is None and args.context != "batch":
         print(
@@ -248,9 +339,43 @@ def _classify(model: Any, args: argparse.Namespace) -> str:
     return f"wrote {len(preds)} labels to {out}"
 
 
+def _classify_texts(model: Any, args: argparse.Namespace, out: Path) -> str:
+    from lzn_lightning.crossmodal import retrieve
+
+    field, tokens, lines = load_texts(args.input, model)
+    label = model.label_field()
+    chunks = range(0, len(tokens), args.batch_size)
+    parts = [retrieve(model, field, tokens[s : s + args.batch_size], label) for s in chunks]
+    preds = torch.cat(parts).numpy()
+    if out.suffix.lower() == ".npy":
+        np.save(out, preds)
+    else:
+        with out.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "text", "label"])
+            w.writerows([i, line, int(y)] for i, (line, y) in enumerate(zip(lines, preds, strict=True)))
+    return f"wrote {len(preds)} labels to {out}"
+
+
+def _embed_texts(model: Any, args: argparse.Namespace, out: Path) -> str:
+    field, tokens, lines = load_texts(args.input, model)
+    with model.inference():
+        chunks = range(0, len(tokens), args.batch_size)
+        text = model.modality(field)
+        parts = [text.embed(tokens[s : s + args.batch_size].to(model.device)).float().cpu() for s in chunks]
+        emb = torch.cat(parts).numpy()
+    if out.suffix.lower() == ".npz":
+        np.savez(out, embeddings=emb, texts=np.array(lines))
+    else:
+        np.save(out, emb)
+    return f"wrote embeddings {list(emb.shape)} to {out}"
+
+
 def _embed(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
     _check_out(out, (".npy", ".npz"), args.overwrite)
+    if _is_text(args.input):
+        return _embed_texts(model, args, out)
     images, files = load_images(args.input, *_image_spec(model))
     emb = model.embed(images, batch_size=args.batch_size).numpy()
     if out.suffix.lower() == ".npz":

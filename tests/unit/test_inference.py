@@ -248,7 +248,7 @@ def test_lzn_classify_folder_of_images(
         ("wrong_shape", r"shape \[4, 3, 8, 8\]; this model takes images \[N, 1, 8, 8\]"),
         ("out_of_range", "images must be in \\[-1, 1\\]"),
         ("nan_pixels", r"values in \[nan, nan\]|values in \[0, nan\]"),
-        ("text_file", "must be a .npy file or a folder of images"),
+        ("text_file", "this model has no text modality, so it takes no text"),
         ("text_as_npy", "cannot read .* as .npy"),
         ("bad_out", "must end in one of"),
         ("existing_out", "already exists; pass --overwrite"),

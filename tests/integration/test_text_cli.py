@@ -1,0 +1,122 @@
+"""`lzn sample --prompts | --images`, `lzn classify | embed` on .txt files, with a tiny image + text + label
+model (wiring and errors only; tests/integration/test_text_end_to_end.py shows that such a model learns)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from lzn_lightning import LZNLightningModule
+from lzn_lightning.cli import main
+from lzn_lightning.data import SyntheticDataModule
+
+TEXT = {"class_path": "TextModality", "init_args": {
+    "max_len": 12, "width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1}}  # fmt: skip
+IMAGE = {"class_path": "ImageModality", "init_args": {
+    "encoder_width": 8, "encoder_ch_mult": [1, 2], "head_hidden": 16, "decoder_width": 8,
+    "decoder_ch_mult": [1, 2], "sample_steps": 2}}  # fmt: skip
+
+LABEL = {"class_path": "LabelModality", "init_args": {"num_classes": 3}}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("text_cli")
+    pl.seed_everything(0)
+    model = LZNLightningModule(
+        modalities={"image": IMAGE, "text": TEXT, "label": LABEL},
+        latent_dim=8, latent_from="image", decode=["image", "text"], flow={"steps": 2},
+        align=[{"source": "image", "target": "text", "steps": 3},
+               {"source": "text", "target": "image", "steps": 3},
+               {"source": "text", "target": "label", "steps": 3}],
+        warmup_steps=1, ema_decay=None,
+    )  # fmt: skip
+    trainer = pl.Trainer(
+        max_steps=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, limit_val_batches=0, default_root_dir=root,
+    )  # fmt: skip
+    trainer.fit(model, SyntheticDataModule(num_samples=16, num_classes=3, batch_size=8, text_max_len=12))
+    trainer.save_checkpoint(root / "m.ckpt")
+    return root / "m.ckpt"
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    return code, capsys.readouterr().err
+
+
+def test_prompts_to_images_and_images_to_captions(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("pattern 1\npattern 2\npattern 0\n")
+    code, err = _run(
+        ["sample", "--ckpt_path", str(ckpt), "--prompts", str(prompts), "--out", str(tmp_path / "x.npy")],
+        capsys,
+    )
+    assert code == 0, err
+    images = np.load(tmp_path / "x.npy")
+    assert images.shape == (3, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
+    code, err = _run(["sample", "--ckpt_path", str(ckpt), "--images", str(tmp_path / "x.npy"),
+                      "--out", str(tmp_path / "c.csv")], capsys)  # fmt: skip
+    assert code == 0, err
+    rows = list(csv.reader((tmp_path / "c.csv").open()))
+    assert rows[0] == ["index", "caption"] and len(rows) == 4 and all(r[1] for r in rows[1:])
+
+
+def test_classify_and_embed_a_text_file(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("pattern 1\npattern 2\n")
+    code, err = _run(
+        ["classify", "--ckpt_path", str(ckpt), "--input", str(texts), "--out", str(tmp_path / "p.csv")],
+        capsys,
+    )
+    assert code == 0, err
+    rows = list(csv.reader((tmp_path / "p.csv").open()))
+    assert rows[0] == ["index", "text", "label"] and [r[1] for r in rows[1:]] == ["pattern 1", "pattern 2"]
+    assert all(0 <= int(r[2]) < 3 for r in rows[1:])
+    code, err = _run(
+        ["embed", "--ckpt_path", str(ckpt), "--input", str(texts), "--out", str(tmp_path / "e.npy")], capsys
+    )
+    assert code == 0, err
+    assert np.load(tmp_path / "e.npy").shape == (2, 8)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("pattern 1\npattern #2\n", r"line 2: the text .* outside the alphabet: \['#'\]"),
+        ("pattern 1\n\npattern 2\n", "line 2: the text is empty"),
+        ("a" * 20 + "\n", "line 1: the text has 20 characters, more than max_len - 1 = 11"),
+        ("\n\n", "holds no text"),
+    ],
+)
+def test_bad_text_files_are_one_line_errors(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture, content: str, message: str
+) -> None:
+    import re
+
+    texts = tmp_path / "t.txt"
+    texts.write_text(content)
+    code, err = _run(
+        ["classify", "--ckpt_path", str(ckpt), "--input", str(texts), "--out", str(tmp_path / "p.csv")],
+        capsys,
+    )
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and re.search(message, lines[0]), err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_sample_takes_exactly_one_source(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = _run(["sample", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "g.png")], capsys)
+    assert code == 2 and "exactly one of --num" in err
+    assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["decode"] == ["image", "text"]
