@@ -30,6 +30,19 @@ METRICS: dict[str, dict[str, str]] = {
         "linear_probe_trunk": "linear probe, pre-head (%)",
         "knn_trunk": "20-NN, pre-head (%)",
     },
+    "text_label": {
+        "test_accuracy": "test accuracy (%)",
+        "cond_acc": "conditional texts judged right (%)",
+        "cond_in_lexicon": "conditional texts in the lexicon (%)",
+        "cond_lexicon_class": "... of the asked class (%)",
+    },
+    "caption": {
+        "i2t_digit": "image -> caption names the digit (%)",
+        "i2t_attr": "image -> caption attributes right (%)",
+        "t2i_digit": "caption -> image recognised (%)",
+        "r1_i2t": "R@1 image -> caption (%)",
+        "r1_t2i": "R@1 caption -> image (%)",
+    },
 }
 
 

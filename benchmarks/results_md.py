@@ -24,6 +24,8 @@ def write_section(path: Path, name: str, body: str) -> None:
     """Replace section ``name`` of ``path`` with ``body`` (append it if absent; create the file if needed)."""
     start, end = markers(name)
     text = path.read_text() if path.exists() else "# Results\n"
+    if text.count(start) > 1 or text.count(end) > 1:
+        raise ValueError(f"{path} holds section {name!r} more than once; delete the stale copy first")
     if start in text and end in text:
         head, rest = text.split(start, 1)
         text = head + section(name, body) + rest.split(end, 1)[1]

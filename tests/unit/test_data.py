@@ -428,3 +428,31 @@ def test_ranks_split_each_epoch_and_a_resume_skips_trained_batches() -> None:
     sampler.resume(3, 8)
     assert list(sampler) == full[8:]  # the rest of epoch 3, with the same augmentation seeds
     assert list(sampler) == full  # only the first iteration after a resume is partial
+
+
+# ------------------------------------------------------------------------------------- text corpora
+def test_vader_lexicon_ships_in_its_wheel_and_splits_by_class() -> None:
+    from lzn_lightning.data import VaderSentimentDataModule
+
+    dm = VaderSentimentDataModule(batch_size=32)
+    dm.setup("fit")
+    sizes = [len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)]
+    assert sum(sizes) == 7370 and sizes[2] == 1474  # entries within the default alphabet, 20% test
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["text"].shape == (32, 24) and batch["text"].dtype == torch.long and set(batch) == {"text", "label"}
+    train = dm.train_dataset
+    assert {0, 1} == set(train.labels.tolist()) and abs(train.labels.float().mean().item() - 3280 / 7370) < 0.01
+    positive = dict(zip(train.texts, train.labels.tolist(), strict=True))
+    assert positive.get("good", positive.get("love")) == 1  # a common positive word in the training split
+    assert "vader" in dm.describe() and "train=" in dm.describe()
+
+
+def test_vader_without_its_wheel_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lzn_lightning.data import vader
+
+    def missing(name: str) -> None:
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(vader.resources, "files", missing)
+    with pytest.raises(DatasetNotFoundError, match="make install"):
+        vader.load_vader_lexicon()

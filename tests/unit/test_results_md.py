@@ -20,3 +20,21 @@ def test_write_section_replaces_in_place_and_keeps_the_rest(tmp_path: Path) -> N
     assert "second" in text and "first" not in text
     assert text.index("bench:a:start") < text.index("hand-written text") < text.index("bench:b:start")
     assert text.count("bench:a:start") == 1 and "other" in text
+
+
+def test_a_section_present_twice_is_refused_not_half_updated(tmp_path: Path) -> None:
+    import pytest
+
+    path = tmp_path / "results.md"
+    write_section(path, "a", "first")
+    path.write_text(path.read_text() * 2)  # e.g. a copy-paste left a stale duplicate
+    with pytest.raises(ValueError, match="more than once"):
+        write_section(path, "a", "second")
+
+
+def test_docs_results_has_each_generated_section_once() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "results.md").read_text()
+    import re
+
+    names = re.findall(r"<!-- bench:(\S+):start -->", text)
+    assert names and len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

@@ -18,6 +18,7 @@ from lzn_lightning.data.mnist5k import MNIST5kDataModule
 from lzn_lightning.data.split import stratified_split
 from lzn_lightning.data.synthetic import SyntheticDataModule
 from lzn_lightning.data.tensor import TensorImageDataset
+from lzn_lightning.data.vader import VaderSentimentDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -33,5 +34,6 @@ __all__ = [
     "MNIST5kDataModule",
     "SyntheticDataModule",
     "TensorImageDataset",
+    "VaderSentimentDataModule",
     "stratified_split",
 ]

@@ -1,0 +1,122 @@
+"""Text <-> label through one latent (vader_sentiment) vs supervised cross-entropy on the same text encoder.
+
+Both methods are built from the recipe (same encoder, data split, steps, batch, rates); the baseline replaces
+the alignment by ``form: ce`` (cross-entropy over the label anchors) and trains no decoder. Scored on the
+held-out test split:
+
+* ``test_accuracy``: LZN: each text's latent (the whole test split as the field, zone centres) traced back to
+  the label zones (``crossmodal.retrieve``); CE: the nearest label anchor;
+* class-conditional text (LZN only): ``--samples`` texts per class written by the text decoder from the label
+  zones (temperature 1), judged by the same seed's CE model (``cond_acc``; the judge's own test accuracy is
+  the ceiling to compare with), the share that are entries of the lexicon (``cond_in_lexicon``), and of the
+  asked class (``cond_lexicon_class``, over those in the lexicon). A few samples per class go into the JSON.
+
+    python benchmarks/text_label.py --recipe recipes/vader_sentiment.yaml --seeds 3 \
+        --out-json docs/quality_text_vader.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import quality
+import torch
+import yaml
+from torch import Tensor
+
+from lzn_lightning.baselines import prototype_logits
+from lzn_lightning.crossmodal import retrieve, translate
+from lzn_lightning.data import VaderSentimentDataModule
+
+quality.DATA["VaderSentimentDataModule"] = VaderSentimentDataModule
+SHOWN = 8  # samples per class kept in the JSON
+
+
+def ce_cfg(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The same encoder trained with cross-entropy over the label anchors: no decoder, no flow."""
+    cfg = copy.deepcopy(model_cfg)
+    cfg["decode"] = []
+    cfg["align"] = [{"source": a["source"], "target": a["target"], "form": "ce"} for a in cfg["align"]]
+    return cfg
+
+
+def ce_predict(model: Any, tokens: Tensor) -> Tensor:
+    """Class of each text by the nearest label anchor (how the CE baseline classifies)."""
+    with model.inference():
+        anchors = model.modality("text").encode(tokens)
+        return prototype_logits(anchors, model.modality("label").anchor_table()).argmax(1).cpu()
+
+
+class TextLabelScore:
+    """The test split, the lexicon's classes and the number of conditional samples."""
+
+    def __init__(self, cfg: dict[str, Any], samples: int) -> None:
+        data = quality.build_data(cfg)
+        test = data.test_dataset
+        self.tokens, self.labels = test.tokens, test.labels
+        texts, labels = data.entries()
+        self.lexicon = dict(zip(texts, labels.tolist(), strict=True))
+        self.samples = samples
+        self.judges: dict[int, Any] = {}
+        self.info = {"n_test": len(test), "n_lexicon": len(texts), "samples_per_class": samples}
+
+    def __call__(self, model: Any, name: str, seed: int) -> dict[str, Any]:
+        if name.startswith("supervised CE"):
+            self.judges[seed] = model
+            return {"test_accuracy": (ce_predict(model, self.tokens) == self.labels).float().mean().item()}
+        predicted = retrieve(model, "text", self.tokens, "label")
+        run: dict[str, Any] = {"test_accuracy": (predicted == self.labels).float().mean().item()}
+        asked = torch.arange(2).repeat_interleave(self.samples)  # [2 * samples] class of each sample
+        g = torch.Generator().manual_seed(seed)
+        ids = translate(model, "label", asked, "text", noise_scale=1.0, generator=g, temperature=1.0)
+        written = model.modality("text").detokenize(ids)
+        known = [(w, y) for w, y in zip(written, asked.tolist(), strict=True) if w in self.lexicon]
+        run["cond_in_lexicon"] = len(known) / len(written)
+        run["cond_lexicon_class"] = sum(self.lexicon[w] == y for w, y in known) / max(len(known), 1)
+        judge = self.judges.get(seed)
+        if judge is not None:
+            run["cond_acc"] = (ce_predict(judge, ids) == asked).float().mean().item()
+        run["samples"] = {k: written[k * self.samples : k * self.samples + SHOWN] for k in range(2)}
+        return run
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", type=Path, default=Path("recipes/vader_sentiment.yaml"))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's max_steps)")
+    p.add_argument("--samples", type=int, default=200, help="class-conditional texts per class")
+    p.add_argument("--root", type=Path, default=Path("runs/quality"))
+    p.add_argument("--out-json", type=Path, required=True)
+    args = p.parse_args()
+    cfg = yaml.safe_load(args.recipe.read_text())
+    steps = args.steps or cfg["trainer"]["max_steps"]
+    start = time.perf_counter()
+    score = TextLabelScore(cfg, args.samples)
+    # CE first: each seed's CE model is the judge of that seed's LZN samples.
+    methods = {"supervised CE, same encoder": ce_cfg(cfg["model"])}
+    methods["LZN text <-> label (recipe)"] = cfg["model"]
+    result: dict[str, Any] = {
+        "part": "text_label", "recipe": str(args.recipe), "steps": steps,
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "setup_seconds": time.perf_counter() - start, **score.info, "runs": {name: [] for name in methods},
+    }  # fmt: skip
+    for seed in range(args.seeds):
+        for name, model_cfg in methods.items():
+            model, fit_s = quality.fit(cfg, model_cfg, seed, args.root, steps, bank=False)
+            t0 = time.perf_counter()
+            run = {"seed": seed, **score(model, name, seed), "fit_seconds": fit_s}
+            run["eval_seconds"] = time.perf_counter() - t0
+            result["runs"][name].append(run)
+            args.out_json.write_text(json.dumps(result, indent=1))
+            print(name, run, flush=True)
+
+
+if __name__ == "__main__":
+    main()
