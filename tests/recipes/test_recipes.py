@@ -86,6 +86,9 @@ def test_recipe_smoke_run_and_checkpoint_round_trip(recipe: Path, tmp_path: Path
     model = cli.model.cpu().eval()
     loaded.eval()
     assert int(loaded.iteration) == int(model.iteration) == 2
+    if any(type(cb).__name__ == "TextSamples" for cb in cli.trainer.callbacks):  # it ran at the validation
+        (written,) = tmp_path.rglob("text_samples/step2.txt")
+        assert all("\t" in line for line in written.read_text().splitlines())
     for name, modality in model.modalities.items():  # every encoder gives the same anchors after loading
         if modality.kind != "instance" or not getattr(modality, "has_encoder", True):
             continue

@@ -14,6 +14,7 @@ from lzn_lightning.callbacks.fid import FID, InceptionFeatures, frechet_distance
 from lzn_lightning.callbacks.probe import KNN, LinearProbe, knn_accuracy, linear_probe_accuracy
 from lzn_lightning.callbacks.reconstruction import ReconstructionL2
 from lzn_lightning.callbacks.samples import SampleGrid
+from lzn_lightning.callbacks.text_samples import TextSamples
 from lzn_lightning.callbacks.zone_accuracy import ZoneAccuracy
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ReconstructionL2",
     "SampleGrid",
     "SmallCNN",
+    "TextSamples",
     "ZoneAccuracy",
     "frechet_distance",
     "knn_accuracy",
