@@ -16,9 +16,9 @@ from lzn_lightning.crossmodal import translate
 class TextSamples(EvalCallback):
     """Write texts generated from the latents of ``source`` to ``<log_dir>/text_samples/step<N>.txt``.
 
-    A categorical ``source`` (labels) gets ``num`` texts per class, from latents drawn inside each class's zone
-    (prior noise 1); an instance ``source`` (e.g. images) gets the texts of the first ``num`` validation items,
-    each line next to the item's own text when the data has one. The same seed every time, so files over
+    A categorical ``source`` (labels) gets ``num`` texts per class, from latents drawn inside each class's
+    zone (prior noise 1); an instance ``source`` (e.g. images) gets the texts of the first ``num`` validation
+    items, each line next to the item's own text when the data has one. The same seed every time, so files over
     training compare.
 
     Args:
@@ -56,12 +56,15 @@ class TextSamples(EvalCallback):
             labels = torch.arange(k).repeat_interleave(self.num)  # [K*num]: num texts per class
             ids = translate(pl_module, self.source, labels, self.text_field, noise_scale=1.0, generator=g,
                             temperature=self.temperature)  # fmt: skip
-            return [f"{self.source} {y}\t{t}" for y, t in zip(labels.tolist(), text.detokenize(ids), strict=True)]
+            written = text.detokenize(ids)
+            return [f"{self.source} {y}\t{t}" for y, t in zip(labels.tolist(), written, strict=True)]
         dataset = trainer.datamodule.val_dataset  # type: ignore[attr-defined]
         items = [dataset[i] for i in range(min(self.num, len(dataset)))]
         x = torch.stack([it[self.source] for it in items])
         ids = translate(pl_module, self.source, x, self.text_field, generator=g, temperature=self.temperature)
-        truth = [text.detokenize(it[self.text_field][None])[0] if self.text_field in it else "" for it in items]
+        truth = [
+            text.detokenize(it[self.text_field][None])[0] if self.text_field in it else "" for it in items
+        ]
         return [f"{t}\t{w}" for t, w in zip(truth, text.detokenize(ids), strict=True)]
 
     def compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[dict[str, float], str]:
