@@ -18,8 +18,8 @@ class TextSamples(EvalCallback):
 
     A categorical ``source`` (labels) gets ``num`` texts per class, from latents drawn inside each class's
     zone (prior noise 1); an instance ``source`` (e.g. images) gets the texts of the first ``num`` validation
-    items, each line next to the item's own text when the data has one. The same seed every time, so files over
-    training compare.
+    items, each line next to the item's own text when the data has one. The same seed every time, so the files
+    of a run compare.
 
     Args:
         source: Field the texts are written from, e.g. ``label`` or ``image``.
