@@ -444,7 +444,7 @@ def test_vader_lexicon_ships_in_its_wheel_and_splits_by_class() -> None:
     assert {0, 1} == set(train.labels.tolist()) and abs(train.labels.float().mean().item() - 3280 / 7370) < 0.01
     positive = dict(zip(train.texts, train.labels.tolist(), strict=True))
     assert positive.get("good", positive.get("love")) == 1  # a common positive word in the training split
-    assert "vader" in dm.describe() and "train=" in dm.describe()
+    assert "vader" in dm.describe() and "train=" in dm.describe() and "no images" in dm.describe()
 
 
 def test_vader_without_its_wheel_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

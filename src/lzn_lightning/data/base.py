@@ -19,8 +19,9 @@ from lzn_lightning.data.transforms import two_view_transform
 class LZNDataModule(pl.LightningDataModule):
     """Base class of the LZN datamodules (the ``data:`` section of a recipe).
 
-    Batches are dicts: ``image`` float32 [B, C, H, W] in [-1, 1], ``label`` int64 [B] when the data has
-    labels, and ``image_view2`` (a second, independent augmentation of the same images) with two views.
+    Batches are dicts, e.g. ``image`` float32 [B, C, H, W] in [-1, 1], ``label`` int64 [B] when the data has
+    labels, ``text`` int64 token ids [B, L] for text, and ``image_view2`` (a second, independent augmentation
+    of the same images) with two views.
     ``batch_size`` is the GLOBAL batch: each of the trainer's ``world_size`` devices loads
     ``batch_size // world_size`` samples, so a recipe means the same thing on 1 or 64 GPUs.
 
@@ -29,8 +30,8 @@ class LZNDataModule(pl.LightningDataModule):
     :mod:`lzn_lightning.data.resumable`), so ``lzn fit --ckpt_path last.ckpt`` continues with exactly the
     batches the uninterrupted run would have read, mid-epoch included.
 
-    Subclasses implement :attr:`image_shape`, :attr:`num_classes` (both usable before :meth:`setup`, as the
-    CLI and the model check them) and :meth:`build_datasets`. The loaders set the data up on first use, so
+    Subclasses implement :attr:`num_classes`, :attr:`image_shape` for data with images (both usable before
+    :meth:`setup`, as the CLI and the model check them) and :meth:`build_datasets`. The loaders set the data up on first use, so
     they also work without a trainer.
 
     Args:
@@ -82,9 +83,9 @@ class LZNDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------------------- what subclasses give
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of the images in a batch; known before :meth:`setup`."""
-        raise NotImplementedError
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) of the images in a batch, known before :meth:`setup`; ``None`` for data without images."""
+        return None
 
     @property
     def num_classes(self) -> int | None:
@@ -101,6 +102,8 @@ class LZNDataModule(pl.LightningDataModule):
 
     def view_transform(self) -> Callable[[Any], Any]:
         """The random augmentation drawn for each of the two views (override to tune it per dataset)."""
+        if self.image_shape is None:
+            raise ValueError(f"{self.name}: two_views draws image augmentations, but this data has no images")
         c, h, w = self.image_shape
         return two_view_transform((h, w), channels=c)
 
@@ -225,13 +228,13 @@ class LZNDataModule(pl.LightningDataModule):
     # -------------------------------------------------------------------------------------------- summary
     def describe(self) -> str:
         """One line for logs, e.g. ``digits: train=1258 val=180 test=359, batch 8/device x 2 devices ...``."""
-        c, h, w = self.image_shape
         try:
             classes = "unlabelled" if self.num_classes is None else f"{self.num_classes} classes"
         except DatasetNotFoundError:
             classes = "classes unknown (data not found)"
         views = f"two views train={self.two_views} eval={self.eval_two_views}"
-        shape = f"images {c}x{h}x{w}, {classes}, {views}"
+        images = "no images" if self.image_shape is None else "images {}x{}x{}".format(*self.image_shape)
+        shape = f"{images}, {classes}, {views}"
         if self.train_dataset is None:
             return f"{self.name}: not set up yet (call setup()), {shape}"
         sizes = " ".join(

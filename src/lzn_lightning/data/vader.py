@@ -77,11 +77,6 @@ class VaderSentimentDataModule(LZNDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
 
     @property
-    def image_shape(self) -> None:  # type: ignore[override]
-        """No images in this data."""
-        return None
-
-    @property
     def num_classes(self) -> int:
         return 2
 
@@ -103,14 +98,3 @@ class VaderSentimentDataModule(LZNDataModule):
             TextLabelDataset(tokens[torch.from_numpy(i)], labels[torch.from_numpy(i)], [texts[j] for j in i])
             for i in splits
         )
-
-    def describe(self) -> str:
-        """One line for logs."""
-        if self.train_dataset is None:
-            return f"{self.name}: not set up yet, texts of <= {self.text_max_len - 1} characters, 2 classes"
-        splits = zip(("train", "val", "test"), self._splits(), strict=True)
-        sizes = " ".join(f"{s}={len(d)}" for s, d in splits)
-        return f"{self.name}: {sizes}, batch {self.batch_size}, texts of <= {self.text_max_len - 1} chars"
-
-    def _splits(self) -> tuple[Any, Any, Any]:
-        return self.train_dataset, self.val_dataset, self.test_dataset
