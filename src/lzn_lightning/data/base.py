@@ -31,8 +31,8 @@ class LZNDataModule(pl.LightningDataModule):
     batches the uninterrupted run would have read, mid-epoch included.
 
     Subclasses implement :attr:`num_classes`, :attr:`image_shape` for data with images (both usable before
-    :meth:`setup`, as the CLI and the model check them) and :meth:`build_datasets`. The loaders set the data up on first use, so
-    they also work without a trainer.
+    :meth:`setup`, as the CLI and the model check them) and :meth:`build_datasets`. The loaders set the data
+    up on first use, so they also work without a trainer.
 
     Args:
         batch_size: Global training batch size, summed over all devices; must be divisible by the number of
@@ -84,7 +84,7 @@ class LZNDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------------------- what subclasses give
     @property
     def image_shape(self) -> tuple[int, int, int] | None:
-        """(C, H, W) of the images in a batch, known before :meth:`setup`; ``None`` for data without images."""
+        """(C, H, W) of the images in a batch, known before :meth:`setup`; ``None``: data without images."""
         return None
 
     @property
