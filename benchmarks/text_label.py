@@ -72,6 +72,8 @@ class TextLabelScore:
             return {"test_accuracy": (ce_predict(model, self.tokens) == self.labels).float().mean().item()}
         predicted = retrieve(model, "text", self.tokens, "label")
         run: dict[str, Any] = {"test_accuracy": (predicted == self.labels).float().mean().item()}
+        if not model.decode_fields:  # no text decoder trained: nothing to write with
+            return run
         asked = torch.arange(2).repeat_interleave(self.samples)  # [2 * samples] class of each sample
         g = torch.Generator().manual_seed(seed)
         ids = translate(model, "label", asked, "text", noise_scale=1.0, generator=g, temperature=1.0)
@@ -92,6 +94,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's max_steps)")
     p.add_argument("--samples", type=int, default=200, help="class-conditional texts per class")
+    p.add_argument("--only", nargs="+", default=None, help="train only methods whose name contains one of these")
+    p.add_argument(
+        "--no-text-decoder", action="store_true",
+        help="ablation: the LZN recipe without its text decoder (decode: []), classification only",
+    )  # fmt: skip
     p.add_argument("--root", type=Path, default=Path("runs/quality"))
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
@@ -101,7 +108,12 @@ def main() -> None:
     score = TextLabelScore(cfg, args.samples)
     # CE first: each seed's CE model is the judge of that seed's LZN samples.
     methods = {"supervised CE, same encoder": ce_cfg(cfg["model"])}
-    methods["LZN text <-> label (recipe)"] = cfg["model"]
+    if args.no_text_decoder:
+        methods["LZN text <-> label, no text decoder"] = {**cfg["model"], "decode": []}
+    else:
+        methods["LZN text <-> label (recipe)"] = cfg["model"]
+    if args.only:
+        methods = {name: m for name, m in methods.items() if any(key in name for key in args.only)}
     result: dict[str, Any] = {
         "part": "text_label", "recipe": str(args.recipe), "steps": steps,
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
