@@ -94,7 +94,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's max_steps)")
     p.add_argument("--samples", type=int, default=200, help="class-conditional texts per class")
-    p.add_argument("--only", nargs="+", default=None, help="train only methods whose name contains one of these")
+    p.add_argument("--only", nargs="+", default=None, help="only methods whose name contains one of these")
     p.add_argument(
         "--no-text-decoder", action="store_true",
         help="ablation: the LZN recipe without its text decoder (decode: []), classification only",
