@@ -50,7 +50,7 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
             decoder when ``latent_from`` is None: a plain, unconditioned decoder).
         flow: Latent computation settings.
         align: Latent alignment terms.
-        decoder_weight: Coefficient of the decoder loss of the ``latent_from`` modality.
+        decoder_weight: Coefficient of every ``decode`` field's decoder loss.
         freeze_after: ``{"<modality>.<group>": iteration}``: stop updating that parameter group (and its EMA)
             from that iteration on, e.g. ``{image.decoder: 60000}``; the group stays in the graph.
         warmup_steps: Linear learning-rate warm-up from 1/warmup_steps to 1 (0 disables it).
