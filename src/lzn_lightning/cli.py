@@ -48,6 +48,8 @@ def top_level_help() -> str:
 class LZNCLI(LightningCLI):
     """LightningCLI with LZN defaults: the LZN module (non-subclass mode) and any LZNDataModule."""
 
+    _checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once while parsing the arguments
+
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]  # noqa: D102
         parser.set_defaults({"trainer.precision": "32-true"})
 
@@ -66,8 +68,7 @@ class LZNCLI(LightningCLI):
         recipe defines the model and :meth:`_check_checkpoint` refuses a checkpoint that does not fit it.
         """
         path = self._ckpt_path()
-        if path is not None:
-            read_checkpoint(path)
+        self._checkpoint = read_checkpoint(path) if path is not None else None
 
     def _ckpt_path(self) -> str | None:
         """``--ckpt_path`` when it names a local file (not Lightning's ``last``/``best``/... or a URL)."""
@@ -87,9 +88,8 @@ class LZNCLI(LightningCLI):
                     f"(e.g. runs/<recipe>/lightning_logs/version_0/checkpoints/last.ckpt)"
                 )
             return
-        local = self._ckpt_path()
-        if local is not None:
-            check_fits(self.model, read_checkpoint(local), local)
+        if self._checkpoint is not None:  # read (and checked readable) while parsing the arguments
+            check_fits(self.model, self._checkpoint, path)
 
     def before_fit(self) -> None:
         """Check a resume checkpoint before training starts."""

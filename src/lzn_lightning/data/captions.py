@@ -101,11 +101,10 @@ class _Captioned:
     def _setup_text(self, text_alphabet: str, text_max_len: int) -> None:
         self.text_alphabet, self.text_max_len = text_alphabet, text_max_len
 
-    def build_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
-        images, labels = self.load_tensors()  # type: ignore[attr-defined]
-        captions = caption_digits(images, labels)
+    def datasets_from(self, images: Tensor, labels: Tensor) -> tuple[Dataset, Dataset, Dataset]:
+        captions = caption_digits(images, labels)  # over the whole data: the thirds are dataset-wide
         tokens = CharTokenizer(self.text_alphabet, self.text_max_len).encode(captions)  # [N, max_len]
-        splits = super().build_datasets()  # type: ignore[misc]
+        splits = super().datasets_from(images, labels)  # type: ignore[misc]
         assert self.split_indices is not None  # type: ignore[attr-defined]
         return tuple(  # type: ignore[return-value]
             CaptionedDataset(ds, tokens[torch.from_numpy(idx)], [captions[i] for i in idx])

@@ -39,7 +39,12 @@ class InMemorySplitDataModule(LZNDataModule):
         raise NotImplementedError
 
     def build_datasets(self) -> tuple[TensorImageDataset, TensorImageDataset, TensorImageDataset]:
-        images, labels = self.load_tensors()
+        return self.datasets_from(*self.load_tensors())
+
+    def datasets_from(
+        self, images: Tensor, labels: Tensor
+    ) -> tuple[TensorImageDataset, TensorImageDataset, TensorImageDataset]:
+        """The ``(train, val, test)`` datasets of the whole loaded data, split by :func:`stratified_split`."""
         self.split_indices = stratified_split(
             labels.numpy(), self.val_fraction, self.test_fraction, self.seed
         )
