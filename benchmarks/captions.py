@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import platform
 import re
 import time
 from pathlib import Path
@@ -80,7 +78,7 @@ class CaptionScore:
     def _r1(self, picked: Tensor) -> float:
         return sum(self.meanings[j] == self.meanings[i] for i, j in enumerate(picked.tolist())) / len(picked)
 
-    def __call__(self, model: Any, name: str) -> dict[str, float]:
+    def __call__(self, model: Any, name: str, seed: int) -> dict[str, Any]:
         if name.startswith("InfoNCE"):
             with model.inference():
                 a_img = model.modality("image").encode(self.images)
@@ -125,24 +123,8 @@ def main() -> None:
         "LZN image <-> text (recipe)": cfg["model"],
         "InfoNCE both ways, same encoders": infonce_cfg(cfg["model"]),
     }
-    result: dict[str, Any] = {
-        "part": "caption", "recipe": str(args.recipe), "steps": steps,
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "setup_seconds": time.perf_counter() - start, **score.info, "runs": {name: [] for name in methods},
-    }  # fmt: skip
-    for seed in range(args.seeds):
-        for name, model_cfg in methods.items():
-            model, fit_s = quality.fit(cfg, model_cfg, seed, args.root, steps, bank=False)
-            t0 = time.perf_counter()
-            run = {
-                "seed": seed,
-                **score(model, name),
-                "fit_seconds": fit_s,
-                "eval_seconds": time.perf_counter() - t0,
-            }
-            result["runs"][name].append(run)
-            args.out_json.write_text(json.dumps(result, indent=1))
-            print(name, run, flush=True)
+    result = quality.new_result("caption", args.recipe, steps, start, score, methods)
+    quality.run_methods(cfg, methods, range(args.seeds), score, result, args, steps)
 
 
 if __name__ == "__main__":

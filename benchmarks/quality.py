@@ -283,6 +283,52 @@ def methods_of(part: str, model_cfg: dict[str, Any], args: argparse.Namespace) -
 SCORES: dict[str, Callable[..., Any]] = {"joint": JointScore, "gen": GenScore, "repr": ReprScore}
 
 
+def new_result(
+    part: str, recipe: Path, steps: int, start: float, score: Any, methods: dict
+) -> dict[str, Any]:
+    """The JSON of a benchmark run before its runs: part, recipe, steps, machine, setup time, scorer info."""
+    return {
+        "part": part, "recipe": str(recipe), "steps": steps,
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "setup_seconds": time.perf_counter() - start, **getattr(score, "info", {}),
+        "runs": {name: [] for name in methods},
+    }  # fmt: skip
+
+
+def run_methods(
+    cfg: dict[str, Any],
+    methods: dict[str, dict | None],
+    seeds: range,
+    score: Callable[[Any, str, int], dict[str, Any]],
+    result: dict[str, Any],
+    args: argparse.Namespace,
+    steps: int,
+    bank: bool = False,
+) -> None:
+    """Train and score every method at every seed, writing ``args.out_json`` after each run.
+
+    Seed-major, so an interrupted benchmark still has every method at some seeds. A method config of None is
+    the recipe's model left at its random initialisation; a diverged run is recorded, not raised.
+    """
+    for seed in seeds:
+        for name, model_cfg in methods.items():
+            t0 = time.perf_counter()
+            try:
+                if model_cfg is None:
+                    model, fit_s = untrained(cfg["model"], seed), 0.0
+                else:
+                    model, fit_s = fit(cfg, model_cfg, seed, args.root, steps, bank=bank)
+            except Diverged as err:
+                run = {"seed": seed, "diverged": str(err), "fit_seconds": time.perf_counter() - t0}
+            else:
+                t0 = time.perf_counter()
+                run = {"seed": seed, **score(model, name, seed), "fit_seconds": fit_s}
+                run["eval_seconds"] = time.perf_counter() - t0
+            result["runs"][name].append(run)
+            args.out_json.write_text(json.dumps(result, indent=1))
+            print(name, run, flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=tuple(SCORES), default="joint")
@@ -304,28 +350,9 @@ def main() -> None:
     methods = methods_of(args.part, cfg["model"], args)
     if args.only:
         methods = {name: m for name, m in methods.items() if any(key in name for key in args.only)}
-    result: dict[str, Any] = {
-        "part": args.part, "recipe": str(args.recipe), "steps": steps, "machine": platform.processor()
-        or platform.machine(), "torch": torch.__version__, "setup_seconds": time.perf_counter() - start,
-        **getattr(score, "info", {}), "runs": {name: [] for name in methods},
-    }  # fmt: skip
-    for seed in range(args.first_seed, args.first_seed + args.seeds):  # seed-major, so an interrupted run still has every method at some seeds
-        for name, model_cfg in methods.items():
-            t0 = time.perf_counter()
-            try:
-                if model_cfg is None:
-                    model, fit_s = untrained(cfg["model"], seed), 0.0
-                else:
-                    model, fit_s = fit(cfg, model_cfg, seed, args.root, steps, bank=args.part == "joint")
-            except Diverged as err:
-                run = {"seed": seed, "diverged": str(err), "fit_seconds": time.perf_counter() - t0}
-            else:
-                t0 = time.perf_counter()
-                run = {"seed": seed, **score(model, name, seed), "fit_seconds": fit_s}
-                run["eval_seconds"] = time.perf_counter() - t0
-            result["runs"][name].append(run)
-            args.out_json.write_text(json.dumps(result, indent=1))
-            print(name, run, flush=True)
+    result = new_result(args.part, args.recipe, steps, start, score, methods)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    run_methods(cfg, methods, seeds, score, result, args, steps, bank=args.part == "joint")
     print("\n" + markdown_table(result))
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -114,20 +112,8 @@ def main() -> None:
         methods["LZN text <-> label (recipe)"] = cfg["model"]
     if args.only:
         methods = {name: m for name, m in methods.items() if any(key in name for key in args.only)}
-    result: dict[str, Any] = {
-        "part": "text_label", "recipe": str(args.recipe), "steps": steps,
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "setup_seconds": time.perf_counter() - start, **score.info, "runs": {name: [] for name in methods},
-    }  # fmt: skip
-    for seed in range(args.seeds):
-        for name, model_cfg in methods.items():
-            model, fit_s = quality.fit(cfg, model_cfg, seed, args.root, steps, bank=False)
-            t0 = time.perf_counter()
-            run = {"seed": seed, **score(model, name, seed), "fit_seconds": fit_s}
-            run["eval_seconds"] = time.perf_counter() - t0
-            result["runs"][name].append(run)
-            args.out_json.write_text(json.dumps(result, indent=1))
-            print(name, run, flush=True)
+    result = quality.new_result("text_label", args.recipe, steps, start, score, methods)
+    quality.run_methods(cfg, methods, range(args.seeds), score, result, args, steps)
 
 
 if __name__ == "__main__":
