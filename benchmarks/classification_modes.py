@@ -33,7 +33,7 @@ from lzn_lightning.callbacks import (
     ZoneAccuracy,
 )
 from lzn_lightning.data import DigitsDataModule
-from lzn_lightning.inference import load_for_inference
+from lzn_lightning.module import load_for_inference
 
 
 def train(recipe: Path, steps: int | None, root: Path, accelerator: str, overrides: dict[str, Any]) -> Any:

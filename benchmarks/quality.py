@@ -58,7 +58,7 @@ from lzn_lightning.callbacks.classifier import predict, train_classifier
 from lzn_lightning.callbacks.fid import features_of, frechet_distance
 from lzn_lightning.callbacks.probe import knn_accuracy, linear_probe_accuracy
 from lzn_lightning.data import DigitsDataModule, MNIST5kDataModule
-from lzn_lightning.inference import mean_reconstruction_l2
+from lzn_lightning.inference import LZNInference, mean_reconstruction_l2
 
 DATA = {"DigitsDataModule": DigitsDataModule, "MNIST5kDataModule": MNIST5kDataModule}
 RECON_IMAGES = 256  # why 256: the recipes' batch, i.e. the field size the zones were trained with
@@ -224,7 +224,9 @@ class GenScore:
         row = [p for panel in panels for p in (panel, gap)][:-1]
         save_image(torch.cat(row, dim=2), f"{self.img_prefix}_samples.png")
         rows = [self.recon_x[:16]] + [r for _, r in self.grids.values()]
-        save_image(make_grid(up(torch.cat(rows)), nrow=16, padding=2, pad_value=1.0), f"{self.img_prefix}_recon.png")
+        save_image(
+            make_grid(up(torch.cat(rows)), nrow=16, padding=2, pad_value=1.0), f"{self.img_prefix}_recon.png"
+        )
 
 
 # -------------------------------------------------------------------------------------- part: repr
@@ -246,7 +248,9 @@ class ReprScore:
         data = build_data(cfg, two_views=False)  # same split, clean images
         self.train = tensors(data.train_dataset)
         self.test = tensors(data.test_dataset)
-        pixels = [x.flatten(1).numpy() for x in (self.train[0], self.test[0])]  # [N, C*H*W]: no encoder at all
+        pixels = [
+            x.flatten(1).numpy() for x in (self.train[0], self.test[0])
+        ]  # [N, C*H*W]: no encoder at all
         ytr, yte = self.train[1].numpy(), self.test[1].numpy()
         self.info = {
             "raw_pixels_linear_probe": linear_probe_accuracy(pixels[0], ytr, pixels[1], yte),
@@ -256,7 +260,7 @@ class ReprScore:
     def __call__(self, model: Any, name: str, seed: int) -> dict[str, float]:
         ytr, yte = self.train[1].numpy(), self.test[1].numpy()
         out: dict[str, float] = {"n_train": len(ytr), "n_test": len(yte)}
-        image = model.modality(model.image_field())
+        image = model.modality(LZNInference(model).source_field())
         with model.inference():  # EMA weights, eval mode, no gradients
             for suffix, fn in (("", image.embed), ("_trunk", image.trunk_features)):
                 ftr, fte = (fn(x).float().numpy() for x in (self.train[0], self.test[0]))
@@ -275,7 +279,9 @@ def methods_of(part: str, model_cfg: dict[str, Any], args: argparse.Namespace) -
         return {"plain RF, same U-Net": plain_rf(model_cfg), "RF + LZN (recipe)": model_cfg}
     return {
         "LZN (recipe)": model_cfg,
-        f"InfoNCE (temperature {args.temperature}), same encoder and views": infonce(model_cfg, args.temperature),
+        f"InfoNCE (temperature {args.temperature}), same encoder and views": infonce(
+            model_cfg, args.temperature
+        ),
         "random-init encoder (no training)": None,
     }
 
@@ -339,7 +345,9 @@ def main() -> None:
     p.add_argument("--fid-samples", type=int, default=1000, help="part gen: generated images per FID")
     p.add_argument("--img-prefix", type=Path, default=None, help="part gen: where seed 0's PNG grids go")
     p.add_argument("--temperature", type=float, default=0.1, help="part repr: InfoNCE temperature")
-    p.add_argument("--only", nargs="+", default=None, help="train only methods whose name contains one of these")
+    p.add_argument(
+        "--only", nargs="+", default=None, help="train only methods whose name contains one of these"
+    )
     p.add_argument("--root", type=Path, default=Path("runs/quality"))
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from lzn_lightning.modality import Modality
-from lzn_lightning.nets import AnchorTower, LatentUNet, TimmAnchorEncoder, rf_loss, rf_sample
+from lzn_lightning.nets import AnchorTower, LatentUNet, TimmAnchorEncoder, rf_invert, rf_loss, rf_sample
 from lzn_lightning.nets.anchor_norm import anchor_norm as anchor_norm_module
 
 
@@ -252,6 +252,34 @@ class ImageModality(Modality):
         )
         return out.clamp(-1.0, 1.0)
 
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        x: Tensor,
+        latent: Tensor | None,
+        labels: Tensor | None = None,
+        steps: int | None = None,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Invert the RF ODE from each image to its noise, then decode again (the reference's "Recon", §4).
+
+        Args:
+            x: Images [B, C, H, W] in [-1, 1].
+            latent: Their latents [B, d] (None for a decoder not conditioned on latents: plain RF).
+            labels: Classes [B] for a label-conditioned decoder.
+            steps: Euler steps of inversion and decoding (None: ``sample_steps``).
+            method: ``"euler"`` or ``"rk45"`` (None: ``sample_method``).
+            **kwargs: Ignored (other modalities' options).
+        """
+        if self.decoder is None:
+            raise RuntimeError("this ImageModality has no decoder (decoder=False)")
+        y = self._labels(None, labels)
+        steps, method = steps or self.sample_steps, method or self.sample_method
+        # x0 [B, C, H, W]: the noise each image came from
+        x0 = rf_invert(self.decoder, x, latent, y, steps=steps, method=method)
+        return rf_sample(self.decoder, x0, latent, y, steps=steps, method=method).clamp(-1.0, 1.0)
+
     def param_groups(self) -> list[dict[str, Any]]:
         """``encoder`` and ``decoder`` groups with their own learning rates."""
         groups = []
@@ -260,7 +288,9 @@ class ImageModality(Modality):
             params += list(self.anchor_norm.parameters()) if self.anchor_norm is not None else []
             groups.append({"name": "encoder", "params": params, "lr": self.encoder_lr})
         if self.decoder is not None:
-            groups.append({"name": "decoder", "params": list(self.decoder.parameters()), "lr": self.decoder_lr})
+            groups.append(
+                {"name": "decoder", "params": list(self.decoder.parameters()), "lr": self.decoder_lr}
+            )
         return groups
 
     def example_batch(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:

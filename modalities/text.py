@@ -178,6 +178,18 @@ class TextModality(Modality):
         """Strings from token ids [B, L]."""
         return self.tokenizer.decode(ids)
 
+    def prepare(self, data: Any) -> Tensor:
+        """Token ids [B, max_len] of a list of strings (token-id tensors pass through)."""
+        if isinstance(data, str):
+            raise ValueError("text inputs are a list of strings; got one string (wrap it in a list)")
+        if isinstance(data, Tensor):
+            return data
+        return self.tokenize(list(data))
+
+    def present(self, decoded: Tensor) -> list[str]:
+        """The generated texts as strings."""
+        return self.detokenize(decoded)
+
     def check_field(self, x: Tensor, name: str) -> None:
         """Text fields are int64 token ids [B, max_len], each row non-empty."""
         if x.dtype != torch.long or x.dim() != 2 or x.shape[1] != self.max_len:

@@ -1,7 +1,10 @@
-"""From any field to any other through the shared latent: latents, translation and retrieval.
+"""From any field to any other through the shared latent: latents, translation and retrieval (functional).
 
-These work on the fields of a trained :class:`~lzn_lightning.LZNLightningModule`, whatever their data types
-(image, text, a user's own modality): nothing here knows about pixels or characters.
+The functional layer beneath :class:`~lzn_lightning.inference.LZNInference` (``model.generate``,
+``model.classify``): a batch is its own field (no anchor bank, no chunking), results stay token ids, and
+:func:`retrieve` finds the candidate whose zone a latent falls in. These work on the fields of a trained
+:class:`~lzn_lightning.LZNLightningModule`, whatever their data types (image, text, a user's own modality):
+nothing here knows about pixels or characters.
 
     z = latents(model, "text", tokens)                       # [B, d]: each text through its batch's zones
     images = translate(model, "text", tokens, "image")       # the image decoder from the texts' latents

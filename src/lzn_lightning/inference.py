@@ -1,50 +1,50 @@
-"""Inference on a trained LZN model: ``generate``, ``classify``, ``embed``, ``reconstruct`` (architecture.md §6).
+"""Inference on a trained LZN model, for any of its fields (architecture.md §6).
 
-:class:`LZNInferenceMixin` is a base class of :class:`~lzn_lightning.LZNLightningModule`, so every loaded
-checkpoint has these methods::
+:class:`LZNInference` wraps a model (composition: it holds the module, the module does not inherit from it)
+and works on fields, whatever their data type::
 
-    model = LZNLightningModule.load_from_checkpoint("last.ckpt", map_location="cpu")
-    images = model.generate(20, labels=torch.arange(10).repeat(2))   # [20, C, H, W] in [-1, 1]
-    labels = model.classify(images)                                   # LongTensor [20]
+    infer = LZNInference(model)
+    images = infer.generate(condition={"label": torch.arange(10)})         # label -> image
+    images = infer.generate(condition={"text": ["a thick 3", "a 7"]})     # text -> image
+    captions = infer.generate(condition={"image": images}, target="text")  # image -> text (strings)
+    labels = infer.classify(images)                                       # image -> label
+    labels = infer.classify(["great fun"], field="text")                  # text -> label
+
+:class:`~lzn_lightning.LZNLightningModule` exposes the same methods (``model.generate(...)``,
+``model.classify(...)``, ...), each a one-line call of this class, so a loaded checkpoint has them; this file
+never imports the module (no import cycle).
 
 Every method runs with the EMA weights (when the model has them), in eval mode, without gradients, in batches
-on ``model.device``, with a tqdm progress bar for long jobs, and returns CPU tensors (so tens of thousands of
-results do not pile up in GPU memory).
+on ``model.device``, with a tqdm progress bar for long jobs, and returns CPU tensors (or, for text, strings).
+Raw data is turned into a field's tensors by its modality's ``prepare`` (e.g. strings -> token ids) and
+decoded tensors into user data by ``present`` (token ids -> strings); images stay tensors.
 
-Classification and reconstruction need the latent of an image, which LZN defines through a *field* of anchors
+Classification and reconstruction need the latent of an item, which LZN defines through a *field* of anchors
 (lzn_reference.md §1.2). Two contexts are offered:
 
-* ``"batch"`` (the reference, §4): the field is the anchors of the images classified together. An image's label
-  can change with its batch-mates and with the batch size; a single image alone gets a latent that is pure
+* ``"batch"`` (the reference, §4): the field is the anchors of the items processed together. An item's label
+  can change with its batch-mates and with the batch size; a single item alone gets a latent that is pure
   noise.
-* ``"bank"`` (the default when the model holds an anchor bank): the field is a fixed bank of training images,
-  registered with :meth:`LZNInferenceMixin.set_anchor_bank` and saved in the checkpoint, plus the image's own
-  anchor (every image sees the same kind of field as in training: B-1 other training images and itself). A
-  batch is computed at once (one extra zone per row), yet each label depends on nothing but the image.
+* ``"bank"`` (the default when the model holds an anchor bank): the field is a fixed bank of training items of
+  the encoded field (``model.set_anchor_bank``, saved in the checkpoint), plus the item's own anchor (every
+  item sees the same kind of field as in training: B-1 other training items and itself). A batch is computed
+  at once (one extra zone per row), yet each label depends on nothing but the item.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from lzn_lightning.baselines import prototype_logits
-from lzn_lightning.checkpoints import first_line, read_checkpoint
 from lzn_lightning.latent import compute_latent
-from lzn_lightning.nets.rectified_flow import rf_invert, rf_sample
-
-if TYPE_CHECKING:
-    from lzn_lightning.config import AlignConfig, FlowConfig
-    from lzn_lightning.modality import Modality
 
 CONTEXTS = ("bank", "batch")
 # Why 256: the global batch of the CPU recipes, i.e. the field size their zones were trained with; also a
@@ -52,125 +52,91 @@ CONTEXTS = ("bank", "batch")
 DEFAULT_BATCH_SIZE = 256
 # Why 4: below that a job ends in a blink and a progress bar is noise (e.g. in every callback call).
 _PROGRESS_MIN_BATCHES = 4
-_BANK_KEY = "anchor_bank_images"  # the buffer (state-dict key); `anchor_bank` is the property
 
 
-class LZNInferenceMixin:
-    """Python inference API of a trained LZN model (mixed into ``LZNLightningModule``).
+class LZNInference:
+    """Python inference API of a trained LZN model, over any of its fields.
 
-    It relies on the module's ``modalities``, ``field_map``, ``latent_from``, ``align``, ``flow``,
-    ``eval_flow_noise``, ``ema_weights()`` and the LightningModule's ``device``.
+    Args:
+        model: An :class:`~lzn_lightning.LZNLightningModule` (anything with its ``modalities``, ``field_map``,
+            ``latent_from``, ``align``, ``flow``, ``eval_flow_noise``, ``latent_dim``, ``anchor_bank_of()``,
+            ``inference()`` and ``device``).
     """
 
-    if TYPE_CHECKING:  # provided by LZNLightningModule / LightningModule
-        modalities: Any
-        field_map: dict[str, str]
-        latent_from: str | None
-        align: list[AlignConfig]
-        flow: FlowConfig
-        eval_flow_noise: float
-        latent_dim: int
-        training: bool
-        device: torch.device
+    def __init__(self, model: Any) -> None:
+        self.model = model
 
-        def ema_weights(self) -> contextlib.AbstractContextManager[None]: ...
-        def modality(self, field: str) -> Modality: ...
-        def train(self, mode: bool = True) -> Any: ...
-        def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None: ...
-
-    # ------------------------------------------------------------------------------------- anchor bank
     @property
-    def anchor_bank(self) -> Tensor | None:
-        """The bank images [n, C, H, W] that form the field of ``context="bank"``, or None."""
-        return getattr(self, "_buffers", {}).get(_BANK_KEY)
+    def device(self) -> torch.device:
+        return self.model.device
 
-    def set_anchor_bank(self, images: Tensor | None) -> None:
-        """Register (or with None, remove) the images whose anchors form the batch-independent field.
-
-        The images, not their anchors, are stored (a buffer saved in the checkpoint), and are encoded with the
-        weights in use at each call, so the bank never goes stale as training goes on. Use training images,
-        about one training batch of them: the zones were trained in fields of that size (a random sample of
-        the training split is right; :class:`~lzn_lightning.callbacks.AnchorBank` does it at fit start).
-
-        Args:
-            images: Float [n, C, H, W] in [-1, 1] of the image field's shape, or None.
-        """
-        if images is None:
-            self._buffers.pop(_BANK_KEY, None)  # type: ignore[attr-defined]
-            return
-        field = self.image_field()
-        if images.dim() != 4 or images.shape[0] < 1:
-            raise ValueError(
-                f"the anchor bank must be images [n, C, H, W] with n >= 1, got {tuple(images.shape)}"
-            )
-        self.modality(field).check_field(images, field)
-        self.register_buffer(_BANK_KEY, images.detach().to(self.device, torch.float32).clone())
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        """``nn.Module.load_state_dict`` that first gives the anchor bank the checkpoint's size (or drops it)."""
-        bank = state_dict.get(_BANK_KEY)
-        if bank is not None:
-            self.register_buffer(_BANK_KEY, torch.zeros_like(bank, device=self.device))
-        else:
-            self._buffers.pop(_BANK_KEY, None)  # type: ignore[attr-defined]
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
-
-    # ------------------------------------------------------------------------------- which modality does what
-    def image_field(self) -> str:
-        """The instance field that is encoded: ``latent_from``, else the first instance modality with an encoder."""
-        field = self._encoded_field()
-        if field is None:
-            raise ValueError("this model has no instance modality with an encoder, so it cannot encode images")
-        return field
-
-    def _encoded_field(self) -> str | None:
-        candidates = ([self.latent_from] if self.latent_from else []) + list(self.field_map)
-        for field in candidates:
-            m = self.modality(field)
+    # ------------------------------------------------------------------------------- which field does what
+    def source_field(self, field: str | None = None) -> str:
+        """The instance field to encode: ``field`` (checked), else ``latent_from``, else the first instance
+        field with an encoder."""
+        model = self.model
+        if field is not None:
+            if field not in model.field_map:
+                raise ValueError(
+                    f"{field!r} is not a field of this model; its fields: {sorted(model.field_map)}"
+                )
+            m = model.modality(field)
+            if m.kind != "instance" or not getattr(m, "has_encoder", True):
+                raise ValueError(
+                    f"field {field!r} ({type(m).__name__}) has no encoder to compute latents from"
+                )
+            return field
+        candidates = ([model.latent_from] if model.latent_from else []) + list(model.field_map)
+        for name in candidates:
+            m = model.modality(name)
             if m.kind == "instance" and getattr(m, "has_encoder", True):
-                return field
-        return None
+                return name
+        raise ValueError("this model has no instance field with an encoder, so it cannot encode data")
 
-    def label_field(self, required: bool = True) -> str | None:
-        """The categorical field the image latents are aligned with (the classifier's zones)."""
-        source = self._encoded_field()  # None for a plain RF model: it may still have a label field
+    def label_field(self, source: str | None = None, required: bool = True) -> str | None:
+        """The categorical field whose zones classify ``source`` (default: the encoded field): one aligned
+        with it, else any categorical field; None (or an error when ``required``) when there is none."""
+        model = self.model
+        try:
+            source = self.source_field(source)
+        except ValueError:
+            if source is not None:
+                raise
+            source = None  # a plain RF model encodes nothing; it may still have a label field
         aligned = [
             a.target
-            for a in self.align
-            if a.source == source and self.modality(a.target).kind == "categorical"
+            for a in model.align
+            if a.source == source and model.modality(a.target).kind == "categorical"
         ]
-        others = [f for f in self.field_map if self.modality(f).kind == "categorical"]
+        others = [f for f in model.field_map if model.modality(f).kind == "categorical"]
         for field in aligned + others:
             return field
         if required:
             raise ValueError(
-                "this model has no label modality (a categorical field aligned with the images), so it cannot "
-                "classify; train a joint recipe (e.g. recipes/digits_joint.yaml)"
+                "this model has no label modality (a categorical field aligned with the encoded field), so it "
+                "cannot classify; train a joint recipe (e.g. recipes/digits_joint.yaml)"
             )
         return None
 
-    def decoder_field(self) -> str:
-        """The field whose modality decodes latents to images."""
-        candidates = ([self.latent_from] if self.latent_from else []) + list(self.field_map)
+    def decoder_field(self, target: str | None = None) -> str:
+        """The field to decode into: ``target`` (checked), else ``latent_from`` when it decodes, else the
+        first field with a decoder."""
+        model = self.model
+        if target is not None:
+            if target not in model.field_map:
+                raise ValueError(
+                    f"{target!r} is not a field of this model; its fields: {sorted(model.field_map)}"
+                )
+            if not model.modality(target).has_decoder:
+                raise ValueError(f"field {target!r} ({type(model.modality(target)).__name__}) has no decoder")
+            return target
+        candidates = ([model.latent_from] if model.latent_from else []) + list(model.field_map)
         for field in candidates:
-            if getattr(self.modality(field), "has_decoder", False):
+            if model.modality(field).has_decoder:
                 return field
-        raise ValueError(
-            "this model has no decoder (e.g. a representation recipe), so it cannot generate images"
-        )
+        raise ValueError("this model has no decoder (e.g. a representation recipe), so it cannot generate")
 
     # ----------------------------------------------------------------------------------------- plumbing
-    @contextlib.contextmanager
-    def inference(self) -> Iterator[None]:
-        """EMA weights, eval mode and no gradients for the duration of the block; restores the mode after."""
-        was_training = self.training
-        self.train(False)
-        try:
-            with self.ema_weights(), torch.no_grad():
-                yield
-        finally:
-            self.train(was_training)
-
     def _seeded_generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator:
         if generator is not None:
             return generator
@@ -178,11 +144,15 @@ class LZNInferenceMixin:
             seed = int(torch.randint(0, 2**62, ()).item())
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def _images(self, images: Tensor, field: str) -> Tensor:
-        if not isinstance(images, Tensor):
-            images = torch.as_tensor(images)
-        self.modality(field).check_field(images, field)
-        return images
+    def _prepared(self, data: Any, field: str) -> Tensor:
+        """The field's tensor of user data (the modality's ``prepare``, e.g. strings -> token ids), checked."""
+        x = self.model.modality(field).prepare(data)
+        self.model.modality(field).check_field(x, field)
+        return x
+
+    def _on_device(self, x: Tensor) -> Tensor:
+        x = x.to(self.device)
+        return x.float() if x.is_floating_point() else x  # float32 for data; ids and classes keep their dtype
 
     @staticmethod
     def _chunks(n: int, batch_size: int) -> list[slice]:
@@ -193,204 +163,269 @@ class LZNInferenceMixin:
     @staticmethod
     def _bar(total: int, batches: int, progress: bool | None, desc: str) -> tqdm:
         show = batches >= _PROGRESS_MIN_BATCHES if progress is None else progress
-        return tqdm(total=total, desc=desc, unit="img", disable=not show, leave=False)
+        return tqdm(total=total, desc=desc, unit="item", disable=not show, leave=False)
 
-    def _context(self, context: str | None) -> str:
+    def _context(self, context: str | None, field: str) -> str:
+        has_bank = self.model.anchor_bank_of(field) is not None
         if context is None:
-            return "bank" if self.anchor_bank is not None else "batch"
+            return "bank" if has_bank else "batch"
         if context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
-        if context == "bank" and self.anchor_bank is None:
+        if context == "bank" and not has_bank:
             warnings.warn(
-                "this model has no anchor bank (set_anchor_bank / the AnchorBank callback), so latents are "
-                "computed through the batch's own anchors (context='batch', the reference behaviour): results "
-                "depend on which images share a batch",
+                f"this model has no anchor bank of {field!r} (set_anchor_bank / the AnchorBank callback), so "
+                "latents are computed through the batch's own anchors (context='batch', the reference "
+                "behaviour): results depend on which items share a batch",
                 RuntimeWarning,
                 stacklevel=3,
             )
             return "batch"
         return context
 
+    def _noise_scale(self, context: str, noise_scale: float | None) -> float:
+        if noise_scale is not None:
+            if noise_scale < 0:
+                raise ValueError(f"noise_scale must be >= 0, got {noise_scale}")
+            return float(noise_scale)
+        return 0.0 if context == "bank" else float(self.model.eval_flow_noise)
+
     # ------------------------------------------------------------------------------------------ latents
-    def _encode(self, images: Tensor, field: str, batch_size: int) -> Tensor:
-        m = self.modality(field)
-        parts = [
-            m.encode(images[s].to(self.device, torch.float32)) for s in self._chunks(len(images), batch_size)
-        ]
+    def _encode(self, x: Tensor, field: str, batch_size: int) -> Tensor:
+        m = self.model.modality(field)
+        parts = [m.encode(self._on_device(x[s])) for s in self._chunks(len(x), batch_size)]
         return torch.cat(parts)  # [n, d]
 
-    def _bank_latents(self, bank: Tensor, anchors: Tensor, noise: Tensor) -> Tensor:
-        """Latents [b, d] of anchors [b, d], each through the field of the bank [n, d] plus itself (the image is
-        in its own field, as in training), all rows at once: one extra logit per row."""
-        flow = self.flow
-        return compute_latent(bank, anchors, noise, flow.steps, flow.solver, flow.eps, self_in_field=True)
-
-    def _noise(self, images: Tensor, rows: int, scale: float, g: torch.Generator, base: int | None) -> Tensor:
-        """Prior noise [rows, d]. With a ``base`` seed (one per call, drawn from ``g``) each row's draw is seeded
-        by ``base`` and its image's bytes, so an image gets the same noise whatever its position, batch-mates
-        and batch size."""
+    def _noise(self, x: Tensor, scale: float, g: torch.Generator, base: int | None) -> Tensor:
+        """Prior noise [b, d] for a chunk x. With a ``base`` seed (one per call, drawn from ``g``) each row's
+        draw is seeded by ``base`` and its item's bytes, so an item gets the same noise whatever its position,
+        batch-mates and batch size."""
+        d = self.model.latent_dim
         if scale == 0.0:
-            return torch.zeros(rows, self.latent_dim, device=self.device)
+            return torch.zeros(len(x), d, device=self.device)
         if base is None:
-            return scale * torch.randn(rows, self.latent_dim, generator=g, device=self.device)
+            return scale * torch.randn(len(x), d, generator=g, device=self.device)
         out = []
-        for x in images:
-            digest = hashlib.blake2b(x.detach().cpu().numpy().tobytes(), digest_size=8).digest()
+        for item in x:
+            digest = hashlib.blake2b(item.detach().cpu().numpy().tobytes(), digest_size=8).digest()
             gi = torch.Generator(device=self.device).manual_seed(int.from_bytes(digest, "little") ^ base)
-            out.append(torch.randn(1, self.latent_dim, generator=gi, device=self.device))
+            out.append(torch.randn(1, d, generator=gi, device=self.device))
         return scale * torch.cat(out)
 
     def _latents(
         self,
-        images: Tensor,
+        x: Tensor,
+        field: str,
         context: str | None,
         noise_scale: float | None,
         batch_size: int,
-        seed: int | None,
+        g: torch.Generator,
         progress: bool | None,
         desc: str,
     ) -> Tensor:
-        """Latents [N, d] (on ``self.device``) of checked images; ``context`` and ``noise_scale`` as the public
-        methods take them (None: the defaults). Call inside :meth:`inference`."""
-        context = self._context(context)
+        """Latents [N, d] (on the model's device) of checked items of an instance field; ``context`` and
+        ``noise_scale`` as the public methods take them (None: the defaults). Call inside
+        ``model.inference()``."""
+        context = self._context(context, field)
         noise_scale = self._noise_scale(context, noise_scale)
-        g = self._seeded_generator(seed, None)
-        field = self.image_field()
-        m = self.modality(field)
-        chunks = self._chunks(len(images), batch_size)
-        bank = self._encode(self.anchor_bank, field, batch_size) if context == "bank" else None  # [n, d]
-        # One base seed per call (not per chunk), so per-image noise does not depend on the chunking.
-        base = int(torch.randint(0, 2**31, (), generator=g, device=g.device).item()) if bank is not None else None
+        flow = self.model.flow
+        m = self.model.modality(field)
+        chunks = self._chunks(len(x), batch_size)
+        bank = (
+            self._encode(self.model.anchor_bank_of(field), field, batch_size) if context == "bank" else None
+        )  # [n, d]
+        # One base seed per call (not per chunk), so per-item noise does not depend on the chunking.
+        base = (
+            int(torch.randint(0, 2**31, (), generator=g, device=g.device).item())
+            if bank is not None
+            else None
+        )
         out = []
-        with self._bar(len(images), len(chunks), progress, f"{desc} ({context})") as bar:
+        with self._bar(len(x), len(chunks), progress, f"{desc} ({context})") as bar:
             for s in chunks:
-                x = images[s].to(self.device, torch.float32)
-                anchors = m.encode(x)  # [b, d]
-                noise = self._noise(x, len(x), noise_scale, g, base)  # [b, d]
+                xs = self._on_device(x[s])
+                anchors = m.encode(xs)  # [b, d]
+                noise = self._noise(xs, noise_scale, g, base)  # [b, d]
                 if bank is None:  # the reference: the chunk's own anchors are the field
-                    flow = self.flow
                     out.append(compute_latent(anchors, anchors, noise, flow.steps, flow.solver, flow.eps))
-                else:  # each row's field is the bank and itself: nothing but the image and the bank decides
-                    out.append(self._bank_latents(bank, anchors, noise))
-                bar.update(len(x))
-        return torch.cat(out)  # [N, d]
+                else:  # each row's field is the bank and itself: nothing but the item and the bank decides
+                    out.append(
+                        compute_latent(
+                            bank, anchors, noise, flow.steps, flow.solver, flow.eps, self_in_field=True
+                        )
+                    )
+                bar.update(len(xs))
+        return torch.cat(out) if out else torch.zeros(0, self.model.latent_dim, device=self.device)  # [N, d]
 
-    def image_latents(
+    # ------------------------------------------------------------------------------------------- the API
+    def latents(
         self,
-        images: Tensor,
+        data: Any,
+        field: str | None = None,
         context: str | None = None,
         noise_scale: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         seed: int | None = 0,
         progress: bool | None = None,
     ) -> Tensor:
-        """LZN latents of images (the shared-space point that classification and reconstruction start from).
+        """LZN latents of items of an instance field (the shared-space point classification, translation and
+        reconstruction start from).
 
         Args:
-            images: Float [N, C, H, W] in [-1, 1].
+            data: Items of the field in its layout (images [N, C, H, W] in [-1, 1]) or in what its modality's
+                ``prepare`` takes (a list of strings for text).
+            field: The field (None: the encoded field, ``latent_from``).
             context: ``"bank"`` or ``"batch"`` (see the module docstring); None: ``"bank"`` when the model
-                has an anchor bank, else ``"batch"``.
+                has an anchor bank of this field, else ``"batch"``.
             noise_scale: Prior-noise scale (0: the deterministic zone-centre trajectory); None: 0 for
                 ``"bank"``, the model's ``eval_flow_noise`` for ``"batch"``.
-            batch_size: Images per batch; in ``"batch"`` context also the size of the field.
+            batch_size: Items per batch; in ``"batch"`` context also the size of the field.
             seed: Seed of the prior noise (None: from torch's global RNG).
             progress: Show a progress bar (None: for jobs of several batches).
 
         Returns:
             Float [N, d] on the CPU.
         """
-        with self.inference():
-            images = self._images(images, self.image_field())
-            z = self._latents(images, context, noise_scale, batch_size, seed, progress, "latents")
+        field = self.source_field(field)
+        with self.model.inference():
+            x = self._prepared(data, field)
+            g = self._seeded_generator(seed, None)
+            z = self._latents(x, field, context, noise_scale, batch_size, g, progress, "latents")
         return z.cpu()
 
-    def _noise_scale(self, context: str, noise_scale: float | None) -> float:
-        if noise_scale is not None:
-            if noise_scale < 0:
-                raise ValueError(f"noise_scale must be >= 0, got {noise_scale}")
-            return float(noise_scale)
-        return 0.0 if context == "bank" else float(self.eval_flow_noise)
-
-    # ------------------------------------------------------------------------------------------- the API
     def generate(
         self,
-        num: int,
-        labels: Tensor | None = None,
+        num: int | None = None,
+        labels: Any = None,
+        condition: Mapping[str, Any] | None = None,
+        target: str | None = None,
+        noise_scale: float = 1.0,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        steps: int | None = None,
-        method: str | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         progress: bool | None = None,
-    ) -> Tensor:
-        """Sample images (lzn_reference.md §4).
+        **decode_options: Any,
+    ) -> Any:
+        """Generate data of field ``target`` from the shared latent, unconditionally or from another field.
 
-        Unconditional (``labels`` None, or a model without a label modality): latent z ~ N(0, I), the
-        distribution of LZN latents by construction. Conditional: the latent of label y is the forward label
-        flow from y's anchor with N(0, I) prior noise, so it lands inside y's zone. Then the RF decoder
-        integrates from Gaussian noise. A label-conditioned decoder given no labels gets the labels of the
-        latents' zones (reverse label flow), as the reference does.
+        Unconditional (no ``condition``): latent z ~ N(0, I), the distribution of LZN latents by construction.
+        Conditioned on a categorical field (``condition={"label": y}``, or ``labels=y``): the latent of class
+        y is the forward label flow from y's anchor with prior noise, so it lands inside y's zone
+        (lzn_reference.md §4). Conditioned on an instance field (``condition={"text": [...]}``,
+        ``{"image": images}``): each item's latent is computed through its field (the anchor bank of that
+        field when the model has one, else the items given together), with prior noise. Then ``target``'s
+        decoder turns the latents into data. A label-conditioned image decoder gets the given labels, or else
+        the labels of the latents' zones (reverse label flow), as the reference does.
 
         Args:
-            num: Number of images N.
-            labels: LongTensor [N] of class indices, or None for unconditional samples.
-            batch_size: Images per decoder batch.
-            steps: RF Euler steps (None: the image modality's ``sample_steps``).
-            method: ``"euler"`` or ``"rk45"`` (None: the image modality's ``sample_method``).
+            num: Number of items N (needed for unconditional samples; otherwise the condition's length).
+            labels: Shorthand for ``condition={<label field>: labels}`` (LongTensor [N] of class indices).
+            condition: ``{field: data}``, one field, in its layout or what its ``prepare`` takes (strings).
+            target: The field to generate (None: ``latent_from`` when it decodes, else the first decoder).
+            noise_scale: Prior-noise scale of the conditioned latents (1: samples spread over each zone, as
+                in training; 0: the zone centres' trajectories).
+            batch_size: Items per decoder batch.
             seed: Seed of all the randomness (latents and decoder noise); ignored when ``generator`` is given;
                 None draws it from torch's global RNG.
-            generator: A torch.Generator on ``self.device`` to draw from.
+            generator: A torch.Generator on the model's device to draw from.
             progress: Show a progress bar (None: for jobs of several batches).
+            **decode_options: Passed to the target modality's ``decode``: ``steps`` / ``method`` of the RF
+                sampler for images, ``temperature`` / ``top_k`` for text.
 
         Returns:
-            Float [N, C, H, W] in [-1, 1] on the CPU.
+            The target modality's ``present`` of the decoded batch: images Float [N, C, H, W] in [-1, 1] on
+            the CPU; text, a list of N strings.
         """
-        if num < 0:
-            raise ValueError(f"num must be >= 0, got {num}")
-        field = self.decoder_field()
-        m = self.modality(field)
+        model = self.model
+        target = self.decoder_field(target)
+        m = model.modality(target)
         label_field = self.label_field(required=False)
-        label_mod = self.modality(label_field) if label_field is not None else None
+        label_mod = model.modality(label_field) if label_field is not None else None
+        # A decoder that also takes the class (the reference's joint image decoder) needs one per sample.
         conditioned = int(getattr(m, "num_classes", 0) or 0) > 0
+        decoder_labels = None  # classes for a class-conditioned decoder of a model without label zones
         if labels is not None:
+            if condition:
+                raise ValueError("give labels or condition, not both")
             labels = torch.as_tensor(labels).long().reshape(-1)
-            if labels.shape[0] != num:
-                raise ValueError(f"labels must have length num={num}, got {labels.shape[0]}")
-            if label_mod is not None:
-                label_mod.check_field(labels, label_field)  # type: ignore[arg-type]
-            elif not conditioned:
+            if label_field is not None:
+                condition = {label_field: labels}
+            elif conditioned:
+                if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= m.num_classes):  # type: ignore[attr-defined]
+                    raise ValueError(f"labels must be in [0, {m.num_classes})")  # type: ignore[attr-defined]
+                decoder_labels = labels
+            else:
                 raise ValueError(
                     "this model has no label modality and an unconditional decoder: pass labels=None"
                 )
+        cond_field, cond_data = self._condition(condition)
+        given = cond_data if cond_data is not None else decoder_labels
+        if given is not None:
+            if num is not None and num != len(given):
+                raise ValueError(f"num={num} but the condition has {len(given)} items; give one of them")
+            num = len(given)
+        if num is None or num < 0:
+            raise ValueError(f"num must be an int >= 0 for unconditional samples, got {num}")
+        if noise_scale < 0:
+            raise ValueError(f"noise_scale must be >= 0, got {noise_scale}")
+        if (
+            cond_field is not None
+            and model.modality(cond_field).kind == "categorical"
+            and cond_field != label_field
+        ):
+            raise ValueError(
+                f"cannot condition on {cond_field!r}: the field with class zones is {label_field!r}"
+            )
         g = self._seeded_generator(seed, generator)
-        chunks = self._chunks(num, batch_size)
-        out = []
-        with self.inference(), self._bar(num, len(chunks), progress, "generate") as bar:
+        chunks = self._chunks(num, batch_size) or [slice(0, 0)]  # one empty chunk: the target's empty batch
+        out: list[Tensor] = []
+        with model.inference(), self._bar(num, len(chunks), progress, "generate") as bar:
+            z_items = None  # latents of an instance-field condition, through that field's zones
+            if cond_field is not None and model.modality(cond_field).kind == "instance":
+                z_items = self._latents(
+                    cond_data, cond_field, None, noise_scale, batch_size, g, False, "latents"
+                )
             for s in chunks:
                 b = s.stop - s.start
-                noise = torch.randn(b, self.latent_dim, generator=g, device=self.device)  # [b, d]
-                y = labels[s].to(self.device) if labels is not None else None
-                if y is not None and label_mod is not None:
-                    z = label_mod.latent(y, noise)  # type: ignore[operator]  # [b, d] inside y's zones
+                y = decoder_labels[s].to(self.device) if decoder_labels is not None else None
+                if z_items is not None:
+                    z = z_items[s]
+                elif cond_field is not None:  # class indices: latents inside their zones
+                    y = self._on_device(cond_data[s])  # type: ignore[index]
+                    noise = noise_scale * torch.randn(b, model.latent_dim, generator=g, device=self.device)
+                    z = label_mod.latent(y, noise)  # type: ignore[union-attr]  # [b, d]
                 else:
-                    z = noise  # the LZN latent distribution is N(0, I)
+                    z = torch.randn(
+                        b, model.latent_dim, generator=g, device=self.device
+                    )  # LZN latents: N(0, I)
                 if conditioned and y is None:
                     y = (
                         label_mod.decode(z)
                         if label_mod is not None
                         else torch.randint(0, m.num_classes, (b,), generator=g, device=self.device)  # type: ignore[attr-defined]
                     )
-                x = m.decode(z, labels=y if conditioned else None, generator=g, steps=steps, method=method)
-                out.append(x.float().cpu())
+                x = m.decode(z, labels=y if conditioned else None, generator=g, **decode_options)
+                out.append(x.float().cpu() if x.is_floating_point() else x.cpu())
                 bar.update(b)
-        if not out:
-            shape = (getattr(m, "channels", 1), getattr(m, "size", 1), getattr(m, "size", 1))
-            return torch.zeros(0, *shape)
-        return torch.cat(out)
+        return m.present(torch.cat(out))
+
+    def _condition(self, condition: Mapping[str, Any] | None) -> tuple[str | None, Tensor | None]:
+        """(field, prepared data) of ``generate``'s condition, or (None, None)."""
+        if not condition:
+            return None, None
+        if not isinstance(condition, Mapping) or len(condition) != 1:
+            raise ValueError(f"condition must be a dict of one field and its data, got {condition!r:.80}")
+        ((field, data),) = condition.items()
+        if field not in self.model.field_map:
+            fields = sorted(self.model.field_map)
+            raise ValueError(f"condition field {field!r} is not a field of this model; its fields: {fields}")
+        if self.model.modality(field).kind == "instance":
+            self.source_field(field)  # it must have an encoder
+        return field, self._prepared(data, field)
 
     def classify(
         self,
-        images: Tensor,
+        data: Any,
+        field: str | None = None,
         context: str | None = None,
         noise_scale: float | None = None,
         class_weights: Tensor | None = None,
@@ -398,35 +433,40 @@ class LZNInferenceMixin:
         seed: int | None = 0,
         progress: bool | None = None,
     ) -> Tensor:
-        """Class of each image: image latent, reverse label flow, nearest label anchor (lzn_reference.md §4).
+        """Class of each item: its latent, the reverse label flow, the nearest label anchor (lzn_reference.md §4).
 
-        ``context="bank"`` (default when the model has an anchor bank) gives each image a label that depends
-        only on the image: the field is the fixed bank of training images plus the image itself, and the
-        prior noise is 0 (the zone-centre trajectory) unless ``noise_scale`` says otherwise (then each image's
-        noise is seeded by its own pixels). ``context="batch"`` is the reference: the field is the anchors of
-        the ``batch_size`` images classified together and the prior noise is drawn at ``eval_flow_noise``; a
-        label can then change with the batch-mates, the batch size and the seed. See docs/results.md for the
-        accuracy of both on the digits recipe. A model trained with the supervised ``"ce"`` baseline form
-        predicts the nearest label anchor of each image's anchor (no flow; context and noise do not apply).
+        ``context="bank"`` (default when the model has an anchor bank of the field) gives each item a label
+        that depends only on the item: the field is the fixed bank of training items plus the item itself,
+        and the prior noise is 0 (the zone-centre trajectory) unless ``noise_scale`` says otherwise (then each
+        item's noise is seeded by its own bytes). ``context="batch"`` is the reference: the field is the
+        anchors of the ``batch_size`` items classified together and the prior noise is drawn at
+        ``eval_flow_noise``; a label can then change with the batch-mates, the batch size and the seed. See
+        docs/results.md for the accuracy of both on the digits recipe. A model trained with the supervised
+        ``"ce"`` baseline form predicts the nearest label anchor of each item's anchor (no flow; context and
+        noise do not apply).
 
         Args:
-            images: Float [N, C, H, W] in [-1, 1], the datamodule's layout.
-            context: ``"bank"`` or ``"batch"``; None: ``"bank"`` when the model has an anchor bank.
-            noise_scale: Prior-noise scale of the image flow (None: 0 for ``"bank"``, ``eval_flow_noise`` for
+            data: Items of ``field`` (images [N, C, H, W] in [-1, 1], the datamodule's layout; a list of
+                strings for text).
+            field: The instance field the items belong to (None: the encoded field, ``latent_from``).
+            context: ``"bank"`` or ``"batch"``; None: ``"bank"`` when the model has an anchor bank of it.
+            noise_scale: Prior-noise scale of the flow (None: 0 for ``"bank"``, ``eval_flow_noise`` for
                 ``"batch"``).
             class_weights: Optional [K] class prior for the label zones; None (the default) is uniform. The
                 reference's "with class weights" accuracy uses the test batch's true class frequencies.
-            batch_size: Images per batch (in ``"batch"`` context, also the size of the field).
+            batch_size: Items per batch (in ``"batch"`` context, also the size of the field).
             seed: Seed of the prior noise (None: from torch's global RNG).
             progress: Show a progress bar (None: for jobs of several batches).
 
         Returns:
             LongTensor [N] on the CPU.
         """
-        label_field = self.label_field()
-        label_mod = self.modality(label_field)  # type: ignore[arg-type]
-        with self.inference():
-            images = self._images(images, self.image_field())
+        model = self.model
+        field = self.source_field(field)
+        label_field = self.label_field(field)
+        label_mod = model.modality(label_field)  # type: ignore[arg-type]
+        with model.inference():
+            x = self._prepared(data, field)
             log_w = None
             if class_weights is not None:
                 w = torch.as_tensor(class_weights, dtype=torch.float32, device=self.device).reshape(-1)
@@ -434,106 +474,110 @@ class LZNInferenceMixin:
                 if w.shape[0] != k or bool((w < 0).any()) or float(w.sum()) <= 0:
                     raise ValueError(f"class_weights must be {k} non-negative numbers, not all 0")
                 log_w = torch.log(w / w.sum())
-            if self._trained_with_ce(label_field):  # the supervised baseline: nearest label anchor, no flow
-                anchors = self._encode(images, self.image_field(), batch_size)  # [N, d]
+            if self.trained_with_ce(
+                field, label_field
+            ):  # the supervised baseline: nearest label anchor, no flow
+                anchors = self._encode(x, field, batch_size)  # [N, d]
                 logits = prototype_logits(anchors, label_mod.anchor_table())  # [N, K]
                 return (logits + (0.0 if log_w is None else log_w)).argmax(1).cpu()
-            z = self._latents(images, context, noise_scale, batch_size, seed, progress, "classify")
+            g = self._seeded_generator(seed, None)
+            z = self._latents(x, field, context, noise_scale, batch_size, g, progress, "classify")
             preds = [label_mod.decode(z[s], log_weights=log_w) for s in self._chunks(len(z), batch_size)]
         return torch.cat(preds).cpu() if preds else torch.zeros(0, dtype=torch.long)
 
-    def _trained_with_ce(self, label_field: str | None) -> bool:
-        """Whether the images were aligned with ``label_field`` by the supervised ``"ce"`` baseline form."""
-        source = self.image_field()
-        return any(a.form == "ce" and a.source == source and a.target == label_field for a in self.align)
+    def trained_with_ce(self, field: str, label_field: str | None) -> bool:
+        """Whether ``field`` was aligned with ``label_field`` by the supervised ``"ce"`` baseline form."""
+        return any(a.form == "ce" and a.source == field and a.target == label_field for a in self.model.align)
 
     def embed(
-        self, images: Tensor, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool | None = None
+        self,
+        data: Any,
+        field: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool | None = None,
     ) -> Tensor:
-        """The representation of each image: the image modality's ``embed`` (no flow, batch-independent).
+        """The representation of each item: its modality's ``embed`` (no flow, batch-independent).
 
-        For timm-backbone recipes it is the pre-head feature (lzn_reference.md §4, "no head"); for the tower
-        encoder, the anchor.
+        For timm-backbone image recipes it is the pre-head feature (lzn_reference.md §4, "no head"); for the
+        tower encoder and text, the anchor.
 
         Args:
-            images: Float [N, C, H, W] in [-1, 1].
-            batch_size: Images per batch.
+            data: Items of ``field`` (images [N, C, H, W] in [-1, 1]; a list of strings for text).
+            field: The instance field (None: the encoded field, ``latent_from``).
+            batch_size: Items per batch.
             progress: Show a progress bar (None: for jobs of several batches).
 
         Returns:
             Float [N, D] on the CPU.
         """
-        field = self.image_field()
-        m = self.modality(field)
-        images = self._images(images, field)
-        chunks = self._chunks(len(images), batch_size)
+        field = self.source_field(field)
+        m = self.model.modality(field)
+        x = self._prepared(data, field)
+        chunks = self._chunks(len(x), batch_size)
         out = []
-        with self.inference(), self._bar(len(images), len(chunks), progress, "embed") as bar:
+        with self.model.inference(), self._bar(len(x), len(chunks), progress, "embed") as bar:
             for s in chunks:
-                out.append(m.embed(images[s].to(self.device, torch.float32)).float().cpu())
+                out.append(m.embed(self._on_device(x[s])).float().cpu())
                 bar.update(s.stop - s.start)
         return torch.cat(out) if out else torch.zeros(0, 0)
 
     def reconstruct(
         self,
-        images: Tensor,
+        data: Any,
         labels: Tensor | None = None,
+        field: str | None = None,
         context: str | None = None,
         noise_scale: float | None = None,
-        steps: int | None = None,
-        method: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         seed: int | None = 0,
         progress: bool | None = None,
+        **options: Any,
     ) -> Tensor:
-        """Encode, invert the RF ODE from the image to its noise, decode again (the reference's "Recon", §4).
+        """Encode, then let the field's modality rebuild each item from its latent (the reference's "Recon",
+        §4): for images, invert the RF ODE from the image to its noise and decode again.
 
         Args:
-            images: Float [N, C, H, W] in [-1, 1].
+            data: Items of ``field`` (images [N, C, H, W] in [-1, 1]).
             labels: LongTensor [N] for a label-conditioned decoder (the reference uses the true labels); None
                 uses :meth:`classify`'s labels.
-            context: Field of the image latents, as in :meth:`classify` (the reference metric uses ``"batch"``).
-            noise_scale: Prior-noise scale of the image flow (None: as in :meth:`classify`).
-            steps: RF Euler steps of inversion and decoding (None: the image modality's ``sample_steps``).
-            method: ``"euler"`` or ``"rk45"`` (None: the image modality's ``sample_method``).
-            batch_size: Images per batch.
+            field: The field to reconstruct (None: the field the decoder decodes).
+            context: Field of the latents, as in :meth:`classify` (the reference metric uses ``"batch"``).
+            noise_scale: Prior-noise scale of the flow (None: as in :meth:`classify`).
+            batch_size: Items per batch.
             seed: Seed of the prior noise (None: from torch's global RNG).
             progress: Show a progress bar (None: for jobs of several batches).
+            **options: Passed to the modality's ``reconstruct`` (``steps``, ``method`` for images).
 
         Returns:
-            Float [N, C, H, W] in [-1, 1] on the CPU.
+            The reconstructions, in the layout of ``data`` (images Float [N, C, H, W] in [-1, 1]) on the CPU.
         """
-        dec_field = self.decoder_field()
-        m = self.modality(dec_field)
-        if self.latent_from is not None and dec_field != self.image_field():
+        model = self.model
+        field = self.decoder_field(field)
+        m = model.modality(field)
+        encoded = model.latent_from is not None  # a plain RF baseline is not conditioned on latents
+        if encoded and field != self.source_field():
             raise ValueError(
-                f"the decoder of {dec_field!r} does not decode the encoded field {self.image_field()!r}"
+                f"the decoder of {field!r} does not decode the encoded field {self.source_field()!r}"
             )
-        net = getattr(m, "decoder", None)
-        if net is None:
-            raise ValueError(f"modality {dec_field!r} has no RF velocity network to invert")
         conditioned = int(getattr(m, "num_classes", 0) or 0) > 0
         if conditioned and labels is None:
             labels = self.classify(
-                images, context=context, noise_scale=noise_scale, batch_size=batch_size, seed=seed
+                data, context=context, noise_scale=noise_scale, batch_size=batch_size, seed=seed
             )
-        steps = steps or int(getattr(m, "sample_steps", 20))
-        method = method or str(getattr(m, "sample_method", "euler"))
-        with self.inference():
-            images = self._images(images, dec_field)
-            z = (  # a plain RF baseline (no latent_from) is not conditioned on latents: none to compute
-                self._latents(images, context, noise_scale, batch_size, seed, progress, "latents")
-                if self.latent_from is not None
+        with model.inference():
+            x = self._prepared(data, field)
+            g = self._seeded_generator(seed, None)
+            z = (
+                self._latents(x, field, context, noise_scale, batch_size, g, progress, "latents")
+                if encoded
                 else None
             )
             out = []
-            for s in self._chunks(len(images), batch_size):
-                x = images[s].to(self.device, torch.float32)
-                zs = z[s] if z is not None else None
+            for s in self._chunks(len(x), batch_size):
                 y = labels[s].to(self.device).long() if conditioned and labels is not None else None
-                x0 = rf_invert(net, x, zs, y, steps=steps, method=method)  # [b, C, H, W] noise of each image
-                out.append(rf_sample(net, x0, zs, y, steps=steps, method=method).clamp(-1.0, 1.0).cpu())
-        return torch.cat(out) if out else images[:0].float().cpu()
+                zs = z[s] if z is not None else None
+                out.append(m.reconstruct(self._on_device(x[s]), zs, labels=y, **options).cpu())
+        return torch.cat(out) if out else x[:0].cpu()
 
 
 def reconstruction_l2(original: Tensor, reconstructed: Tensor) -> float:
@@ -550,7 +594,7 @@ def mean_reconstruction_l2(
     reconstruction.
 
     Args:
-        model: A model with :meth:`LZNInferenceMixin.reconstruct`.
+        model: An LZN model (or an :class:`LZNInference`).
         images: Float [N, C, H, W] in [-1, 1].
         repeats: Number of prior-noise draws.
         seed: Seed of the first draw.
@@ -563,26 +607,3 @@ def mean_reconstruction_l2(
         )
         errors.append(reconstruction_l2(images, recon))
     return sum(errors) / len(errors), recon
-
-
-def load_for_inference(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Load an ``lzn fit`` (or ``trainer.save_checkpoint``) checkpoint for inference, with one-line errors.
-
-    Args:
-        path: The ``.ckpt`` file.
-        map_location: Device to load onto.
-
-    Raises:
-        FileNotFoundError: No such file.
-        ValueError: Not a PyTorch checkpoint, or not one of an LZN model, or weights that do not fit.
-    """
-    read_checkpoint(path)
-    try:
-        from lzn_lightning.module import LZNLightningModule  # lazy: the module imports this file
-
-        model = LZNLightningModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        why = f"{type(err).__name__}: {first_line(err)}"
-        raise ValueError(f"cannot build the model of {path}: {why}") from None
-    model.eval()
-    return model

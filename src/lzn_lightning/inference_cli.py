@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lzn_lightning.inference import LZNInference
+
 # Why: pixel values written by float32 code can overshoot [-1, 1] by rounding; anything beyond is a scaling bug.
 _RANGE_TOLERANCE = 1e-3
 
@@ -62,19 +64,28 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     if name == "sample":
         p.description = (
             "Generate images (a PNG grid, one row per label when labels are given, .npz or .npy), images "
-            "from the prompts of a text file, or captions of images (.csv or .txt)."
+            "from the prompts of a text file, captions of images (.csv or .txt), or, on a model whose "
+            "decoder writes text, texts by label (.txt or .csv)."
         )
-        p.add_argument("--num", type=int, default=None, help="number of images N (no --prompts, --images)")
+        p.add_argument("--num", type=int, default=None, help="number of samples N (no --prompts, --images)")
         p.add_argument("--prompts", default=None, help=".txt, one prompt per line: one image per prompt")
         p.add_argument("--images", default=None, help=".npy or folder of images to caption (text decoder)")
-        p.add_argument("--temperature", type=float, default=0.0, help="captions: 0 greedy, > 0 sampled")
+        p.add_argument("--temperature", type=float, default=0.0, help="text outputs: 0 greedy, > 0 sampled")
         p.add_argument("--labels", default=None, help="comma-separated class labels, repeated to fill N")
-        p.add_argument("--out", required=True, help="grid.png | samples.npz (images, labels) | samples.npy")
+        p.add_argument(
+            "--out", required=True,
+            help="grid.png | samples.npz (images, labels) | samples.npy; texts: texts.txt | texts.csv",
+        )  # fmt: skip
         p.add_argument("--steps", type=int, default=None, help="RF sampler steps (default: the model's)")
         p.add_argument(
             "--method", choices=("euler", "rk45"), default=None, help="RF sampler (default: the model's)"
         )
         p.add_argument("--seed", type=int, default=0, help="seed of the samples")
+        p.add_argument(
+            "--noise_scale", type=float, default=None,
+            help="prior noise of the conditioned latents: 1 spreads them over their zone as in training (the "
+            "default with --num), 0 takes the zone centres (the default with --prompts and --images)",
+        )  # fmt: skip
         p.add_argument(
             "--nrow", type=int, default=None, help="images per grid row (default: labels or sqrt(N))"
         )
@@ -115,7 +126,7 @@ def _device(spec: str) -> torch.device:
 
 
 def _image_spec(model: Any) -> tuple[int, int]:
-    m = model.modality(model.image_field())
+    m = model.modality(LZNInference(model).source_field())
     return int(getattr(m, "channels", 0)), int(getattr(m, "size", 0))
 
 
@@ -245,18 +256,16 @@ def _parse_labels(text: str | None, num: int) -> Tensor | None:
 
 # --------------------------------------------------------------------------------------------------- commands
 def _captions(model: Any, args: argparse.Namespace) -> str:
-    from lzn_lightning.crossmodal import translate
-
     out = Path(args.out)
     _check_out(out, (".csv", ".txt"), args.overwrite)
     field = text_field(model)
     images, files = load_images(args.images, *_image_spec(model))
-    g = torch.Generator(device=model.device).manual_seed(args.seed)
-    captions: list[str] = []
-    for s in range(0, len(images), args.batch_size):  # each batch of images is its own field
-        ids = translate(model, model.image_field(), images[s : s + args.batch_size], field,
-                        generator=g, temperature=args.temperature)  # fmt: skip
-        captions += model.modality(field).detokenize(ids)
+    image_field = LZNInference(model).source_field()
+    # Zone centres (noise 0): a caption describes the image, not a random point of its zone.
+    captions = model.generate(
+        condition={image_field: images}, target=field, noise_scale=_noise(args, 0.0),
+        batch_size=args.batch_size, seed=args.seed, temperature=args.temperature,
+    )  # fmt: skip
     if out.suffix.lower() == ".txt":
         out.write_text("".join(c + "\n" for c in captions), encoding="utf-8")
     else:
@@ -271,23 +280,22 @@ def _captions(model: Any, args: argparse.Namespace) -> str:
 def _sample(model: Any, args: argparse.Namespace) -> str:
     from torchvision.utils import save_image
 
-    from lzn_lightning.crossmodal import translate
-
     if (args.prompts is not None) + (args.images is not None) + (args.num is not None) != 1:
         raise InputError("give exactly one of --num (with optional --labels), --prompts or --images")
     if args.images is not None:
         return _captions(model, args)
     out = Path(args.out)
+    if args.num is not None and _writes_text(model):
+        return _sample_texts(model, args, out)
     _check_out(out, (".png", ".jpg", ".npz", ".npy"), args.overwrite)
     if args.prompts is not None:
         field, tokens, lines = load_texts(args.prompts, model)
-        g = torch.Generator(device=model.device).manual_seed(args.seed)
-        parts = [
-            translate(model, field, tokens[s : s + args.batch_size], model.decoder_field(), generator=g,
-                      steps=args.steps, method=args.method).float().cpu()
-            for s in range(0, len(tokens), args.batch_size)
-        ]  # fmt: skip
-        images, labels, args.num = torch.cat(parts), None, len(lines)
+        # Zone centres (noise 0), as for captions: the image a prompt's zone stands for.
+        images = model.generate(
+            condition={field: tokens}, noise_scale=_noise(args, 0.0), batch_size=args.batch_size,
+            seed=args.seed, steps=args.steps, method=args.method,
+        )  # fmt: skip
+        labels, args.num = None, len(lines)
     else:
         if args.num < 1:
             raise InputError(f"--num must be >= 1, got {args.num}")
@@ -295,6 +303,7 @@ def _sample(model: Any, args: argparse.Namespace) -> str:
         images = model.generate(
             args.num,
             labels=labels,
+            noise_scale=_noise(args, 1.0),
             batch_size=args.batch_size,
             steps=args.steps,
             method=args.method,
@@ -312,22 +321,60 @@ def _sample(model: Any, args: argparse.Namespace) -> str:
     return f"wrote {args.num} samples {list(images.shape[1:])} to {out}"
 
 
+def _noise(args: argparse.Namespace, default: float) -> float:
+    if args.noise_scale is not None and args.noise_scale < 0:
+        raise InputError(f"--noise_scale must be >= 0, got {args.noise_scale}")
+    return default if args.noise_scale is None else args.noise_scale
+
+
+def _writes_text(model: Any) -> bool:
+    """Whether the model's decoder (``generate``'s default target) is a text modality."""
+    return hasattr(model.modality(LZNInference(model).decoder_field()), "tokenize")
+
+
+def _sample_texts(model: Any, args: argparse.Namespace, out: Path) -> str:
+    """``lzn sample --num N [--labels ...]`` on a model that writes text: a line per text (.txt) or a CSV."""
+    _check_out(out, (".txt", ".csv"), args.overwrite)
+    if args.num < 1:
+        raise InputError(f"--num must be >= 1, got {args.num}")
+    labels = _parse_labels(args.labels, args.num)
+    texts = model.generate(
+        args.num, labels=labels, noise_scale=_noise(args, 1.0), batch_size=args.batch_size, seed=args.seed,
+        temperature=args.temperature,
+    )  # fmt: skip
+    if out.suffix.lower() == ".txt":
+        out.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    else:
+        with out.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "label", "text"] if labels is not None else ["index", "text"])
+            for i, t in enumerate(texts):
+                w.writerow([i, int(labels[i]), t] if labels is not None else [i, t])
+    return f"wrote {len(texts)} texts to {out}"
+
+
 def _classify(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
     _check_out(out, (".csv", ".npy"), args.overwrite)
     if _is_text(args.input):
-        return _classify_texts(model, args, out)
-    images, files = load_images(args.input, *_image_spec(model))
-    if model.anchor_bank is None and args.context != "batch":
+        field, data, lines = load_texts(args.input, model)
+        files = None
+    else:
+        field = LZNInference(model).source_field()
+        data, files = load_images(args.input, *_image_spec(model))
+    if model.anchor_bank_of(field) is None and args.context != "batch":
         print(
-            f"lzn classify: note: {args.ckpt_path} has no anchor bank, so each image is classified through the "
-            "field of its batch (labels depend on the batch-mates; see AnchorBank)",
+            f"lzn classify: note: {args.ckpt_path} has no anchor bank of {field!r}, so each item is "
+            "classified through the field of its batch (labels depend on the batch-mates; see AnchorBank)",
             file=sys.stderr,
         )
         args.context = "batch"
     preds = model.classify(
-        images, context=args.context, noise_scale=args.noise_scale, batch_size=args.batch_size, seed=args.seed
-    ).numpy()
+        data, field=field, context=args.context, noise_scale=args.noise_scale, batch_size=args.batch_size,
+        seed=args.seed,
+    ).numpy()  # fmt: skip
+    if _is_text(args.input):
+        return _write_text_labels(out, lines, preds)
     if out.suffix.lower() == ".npy":
         np.save(out, preds)
     else:
@@ -339,14 +386,7 @@ def _classify(model: Any, args: argparse.Namespace) -> str:
     return f"wrote {len(preds)} labels to {out}"
 
 
-def _classify_texts(model: Any, args: argparse.Namespace, out: Path) -> str:
-    from lzn_lightning.crossmodal import retrieve
-
-    field, tokens, lines = load_texts(args.input, model)
-    label = model.label_field()
-    chunks = range(0, len(tokens), args.batch_size)
-    parts = [retrieve(model, field, tokens[s : s + args.batch_size], label) for s in chunks]
-    preds = torch.cat(parts).numpy()
+def _write_text_labels(out: Path, lines: list[str], preds: Any) -> str:
     if out.suffix.lower() == ".npy":
         np.save(out, preds)
     else:
@@ -359,11 +399,7 @@ def _classify_texts(model: Any, args: argparse.Namespace, out: Path) -> str:
 
 def _embed_texts(model: Any, args: argparse.Namespace, out: Path) -> str:
     field, tokens, lines = load_texts(args.input, model)
-    with model.inference():
-        chunks = range(0, len(tokens), args.batch_size)
-        text = model.modality(field)
-        parts = [text.embed(tokens[s : s + args.batch_size].to(model.device)).float().cpu() for s in chunks]
-        emb = torch.cat(parts).numpy()
+    emb = model.embed(tokens, field=field, batch_size=args.batch_size).numpy()
     if out.suffix.lower() == ".npz":
         np.savez(out, embeddings=emb, texts=np.array(lines))
     else:
@@ -398,7 +434,7 @@ def run_inference_command(name: str, argv: list[str]) -> None:
     if name not in COMMANDS:
         fail(name, f"unknown command; choose one of {', '.join(COMMANDS)}")
     args = build_parser(name).parse_args(argv)
-    from lzn_lightning.inference import load_for_inference
+    from lzn_lightning.module import load_for_inference
 
     try:
         device = _device(args.device)

@@ -109,6 +109,17 @@ class Modality(nn.Module):
         """Device-side normalisation/augmentation of a batch field, after transfer. Identity by default."""
         return x
 
+    def prepare(self, data: Any) -> Tensor:
+        """A batch of this field from what a user holds (inference inputs); default ``torch.as_tensor``.
+
+        Override when users hold something else than the field's tensors, e.g. strings for token ids.
+        """
+        return data if isinstance(data, Tensor) else torch.as_tensor(data)
+
+    def present(self, decoded: Tensor) -> Any:
+        """What a user gets from a decoded batch (``generate``'s output); default the tensor itself."""
+        return decoded
+
     def check_field(self, x: Tensor, name: str) -> None:
         """Raise a clear ValueError when a batch field does not fit this modality. Override to add checks."""
 
@@ -136,6 +147,10 @@ class Modality(nn.Module):
         """Data from latents [b, d]."""
         raise NotImplementedError(f"{type(self).__name__} cannot decode")
 
+    def reconstruct(self, x: Tensor, latent: Tensor | None, **kwargs: Any) -> Tensor:
+        """Rebuild a batch ``x`` from its latents (e.g. invert the decoder, then decode); ``reconstruct``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reconstruct")
+
     # --------------------------------------------------------------------------------------- optimisation
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups with their own learning rates: ``[{"name", "params", "lr"}]``.
@@ -144,7 +159,9 @@ class Modality(nn.Module):
         and ``freeze_after`` refers to these names (``image.decoder``).
         """
         params = [p for p in self.parameters() if p.requires_grad]
-        return [{"name": "all", "params": params, "lr": float(self.init_args.get("lr", 1e-3))}] if params else []
+        return (
+            [{"name": "all", "params": params, "lr": float(self.init_args.get("lr", 1e-3))}] if params else []
+        )
 
     # --------------------------------------------------------------------------------------------- testing
     def example_batch(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:

@@ -16,8 +16,10 @@ phases by iteration count (which counts skipped steps too); EMA updates only aft
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -27,16 +29,31 @@ from torch import Tensor, nn
 
 from lzn_lightning import distributed as D
 from lzn_lightning.baselines import BASELINE_FORMS, baseline_logits
+from lzn_lightning.checkpoints import first_line, read_checkpoint
 from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
 from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
-from lzn_lightning.inference import LZNInferenceMixin
+from lzn_lightning.inference import LZNInference
 from lzn_lightning.latent import alignment_loss, compute_latent, nearest_anchor, trace_back
 from lzn_lightning.modality import Modality
 from lzn_lightning.seeding import mix_seed
 
+_BANK_PREFIX = "anchor_bank_"  # buffer (state-dict key) of a field's anchor bank: anchor_bank_<field>
+_LEGACY_BANK_KEY = "anchor_bank_images"  # checkpoints from before per-field banks: the encoded field's bank
 
-class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
+
+def _inference_method(name: str) -> Callable[..., Any]:
+    """A module method that runs ``LZNInference(self).<name>`` (its signature and docstring, for help())."""
+    impl = getattr(LZNInference, name)
+
+    @functools.wraps(impl)
+    def method(self: LZNLightningModule, *args: Any, **kwargs: Any) -> Any:
+        return impl(LZNInference(self), *args, **kwargs)
+
+    return method
+
+
+class LZNLightningModule(pl.LightningModule):
     """A Latent Zoning Network over any set of modalities.
 
     Args:
@@ -123,19 +140,25 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
     def _validate(self) -> None:
         for field, name in self.field_map.items():
             if name not in self.modalities:
-                raise ValueError(f"fields maps {field!r} to unknown modality {name!r}; known: {list(self.modalities)}")
+                raise ValueError(
+                    f"fields maps {field!r} to unknown modality {name!r}; known: {list(self.modalities)}"
+                )
         known = sorted(self.field_map)
         if self.latent_from is not None:
             if self.latent_from not in self.field_map:
                 raise ValueError(f"latent_from={self.latent_from!r} is not a field; known fields: {known}")
             if self.modality(self.latent_from).kind != "instance":
-                raise ValueError(f"latent_from={self.latent_from!r} must be an instance modality (e.g. images)")
+                raise ValueError(
+                    f"latent_from={self.latent_from!r} must be an instance modality (e.g. images)"
+                )
         for a in self.align:
             for role, field in (("source", a.source), ("target", a.target)):
                 if field not in self.field_map:
                     raise ValueError(f"align {role} {field!r} is not a field; known fields: {known}")
             if self.modality(a.source).kind != "instance":
-                raise ValueError(f"align source {a.source!r} must be an instance field (its latents are traced back)")
+                raise ValueError(
+                    f"align source {a.source!r} must be an instance field (its latents are traced back)"
+                )
         for field in self.decode_fields:
             if field not in self.field_map:
                 raise ValueError(f"decode names {field!r}, which is not a field; known fields: {known}")
@@ -148,7 +171,9 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         groups = {f"{name}.{g['name']}" for name, m in self.modalities.items() for g in m.param_groups()}
         for key in self.freeze_after:
             if key not in groups:
-                raise ValueError(f"freeze_after names unknown parameter group {key!r}; groups: {sorted(groups)}")
+                raise ValueError(
+                    f"freeze_after names unknown parameter group {key!r}; groups: {sorted(groups)}"
+                )
 
     def modality(self, field: str) -> Modality:
         """The modality that reads batch field ``field``."""
@@ -192,7 +217,9 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
                 m = self.modality(field)
                 x = batch[field]
                 m.check_field(x, field)
-                anchors[field] = m.encode(m.preprocess(x, train)) if m.kind == "instance" else m.anchor_table()
+                anchors[field] = (
+                    m.encode(m.preprocess(x, train)) if m.kind == "instance" else m.anchor_table()
+                )
             return anchors[field]
 
         noise_scale = self.flow.noise_scale if train else self.eval_flow_noise
@@ -230,7 +257,9 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
             assert logp is not None
             losses[f"align/{a.source}->{a.target}"] = a.weight * alignment_loss(logp, a.cutoff, a.form)
             with torch.no_grad():
-                stats[f"zone_acc/{a.source}->{a.target}"] = (nearest_anchor(point, target_anchors) == targets).float().mean()
+                stats[f"zone_acc/{a.source}->{a.target}"] = (
+                    (nearest_anchor(point, target_anchors) == targets).float().mean()
+                )
                 stats[f"zone_prob/{a.source}->{a.target}"] = logp[-1].exp().mean()
         if not losses:
             raise ValueError("nothing to train: no decoder on latent_from and no align terms")
@@ -303,7 +332,9 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         group_norms = group_grad_norms(opt.param_groups)  # before clipping: which group drives the total
         params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
         # The total is the norm of the group norms (what clip_grad_norm_ would recompute from every gradient).
-        grad_norm = torch.linalg.vector_norm(torch.stack(list(group_norms.values()))) if params else torch.zeros(())
+        grad_norm = (
+            torch.linalg.vector_norm(torch.stack(list(group_norms.values()))) if params else torch.zeros(())
+        )
         if params and self.grad_clip > 0:
             torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, grad_norm)
         if not D.all_ranks_true(torch.isfinite(grad_norm).item(), self.device):
@@ -337,8 +368,13 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         """Names (relative to ``self.modalities``) of the parameters in the given optimiser groups."""
         if not group_names:
             return frozenset()
-        ids = {id(p) for name, m in self.modalities.items() for g in m.param_groups()
-               if f"{name}.{g['name']}" in group_names for p in g["params"]}
+        ids = {
+            id(p)
+            for name, m in self.modalities.items()
+            for g in m.param_groups()
+            if f"{name}.{g['name']}" in group_names
+            for p in g["params"]
+        }
         return frozenset(n for n, p in self.modalities.named_parameters() if id(p) in ids)
 
     def configure_optimizers(self) -> Any:
@@ -356,6 +392,79 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         else:
             scheduler = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
         return {"optimizer": opt, "lr_scheduler": scheduler}
+
+    # ---------------------------------------------------------------------------------------- inference
+    # Each is one call of lzn_lightning.inference.LZNInference (same arguments and docstring), so a loaded
+    # checkpoint generates, classifies, embeds and reconstructs without another import.
+    generate = _inference_method("generate")
+    classify = _inference_method("classify")
+    embed = _inference_method("embed")
+    latents = _inference_method("latents")
+    reconstruct = _inference_method("reconstruct")
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """EMA weights, eval mode and no gradients for the duration of the block; restores the mode after."""
+        was_training = self.training
+        self.train(False)
+        try:
+            with self.ema_weights(), torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def anchor_bank_of(self, field: str) -> Tensor | None:
+        """The bank items of ``field`` that form the field of ``context="bank"`` (see ``set_anchor_bank``)."""
+        return self._buffers.get(_BANK_PREFIX + field)
+
+    @property
+    def anchor_bank(self) -> Tensor | None:
+        """The anchor bank of the encoded field (``latent_from``), or None."""
+        try:
+            return self.anchor_bank_of(LZNInference(self).source_field())
+        except ValueError:  # nothing is encoded (plain RF): no bank
+            return None
+
+    def set_anchor_bank(self, data: Tensor | None, field: str | None = None) -> None:
+        """Register (or with None, remove) the items whose anchors form ``field``'s batch-independent field.
+
+        The items, not their anchors, are stored (a buffer saved in the checkpoint), and are encoded with the
+        weights in use at each call, so the bank never goes stale as training goes on. Use training items,
+        about one training batch of them: the zones were trained in fields of that size (a random sample of
+        the training split is right; :class:`~lzn_lightning.callbacks.AnchorBank` does it at fit start).
+
+        Args:
+            data: A batch of ``field`` in its layout (images Float [n, C, H, W] in [-1, 1], token ids, ...)
+                with n >= 1, or None.
+            field: An instance field with an encoder (None: the encoded field, ``latent_from``).
+        """
+        field = LZNInference(self).source_field(field)
+        if data is None:
+            self._buffers.pop(_BANK_PREFIX + field, None)
+            return
+        data = torch.as_tensor(data)
+        if data.dim() < 1 or data.shape[0] < 1:
+            raise ValueError(
+                f"the anchor bank of {field!r} needs at least one item, got shape {tuple(data.shape)}"
+            )
+        self.modality(field).check_field(data, field)
+        data = data.detach().to(self.device)
+        self.register_buffer(
+            _BANK_PREFIX + field, (data.float() if data.is_floating_point() else data).clone()
+        )
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict`` that first gives the anchor banks the checkpoint's sizes (or drops
+        them)."""
+        for key in [k for k in self._buffers if k.startswith(_BANK_PREFIX)]:
+            self._buffers.pop(key)
+        if _LEGACY_BANK_KEY in state_dict and "images" not in self.field_map:
+            state_dict = dict(state_dict)
+            state_dict[_BANK_PREFIX + LZNInference(self).source_field()] = state_dict.pop(_LEGACY_BANK_KEY)
+        for key, bank in state_dict.items():
+            if key.startswith(_BANK_PREFIX):
+                self.register_buffer(key, torch.zeros_like(bank, device=self.device))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ---------------------------------------------------------------------------------------- evaluation
     @contextlib.contextmanager
@@ -377,7 +486,9 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         total = torch.stack(list(losses.values())).sum()
         self.log(f"{stage}/loss", total, sync_dist=True, batch_size=b)
         for key, value in {**losses, **stats}.items():
-            self.log(f"{stage}/{key}", value, sync_dist=True, prog_bar=key.startswith("zone_acc"), batch_size=b)
+            self.log(
+                f"{stage}/{key}", value, sync_dist=True, prog_bar=key.startswith("zone_acc"), batch_size=b
+            )
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Losses and zone accuracies with the EMA weights."""
@@ -419,3 +530,24 @@ class LZNLightningModule(LZNInferenceMixin, pl.LightningModule):
         """Live weights in ``state_dict`` (EMA under ``ema.*``); randomness needs no state (see above)."""
         if self._ema_active:
             raise RuntimeError("cannot checkpoint while the EMA weights are swapped in")
+
+
+def load_for_inference(path: str | Path, map_location: str | torch.device = "cpu") -> LZNLightningModule:
+    """Load an ``lzn fit`` (or ``trainer.save_checkpoint``) checkpoint for inference, with one-line errors.
+
+    Args:
+        path: The ``.ckpt`` file.
+        map_location: Device to load onto.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not a PyTorch checkpoint, or not one of an LZN model, or weights that do not fit.
+    """
+    read_checkpoint(path)
+    try:
+        model = LZNLightningModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        why = f"{type(err).__name__}: {first_line(err)}"
+        raise ValueError(f"cannot build the model of {path}: {why}") from None
+    model.eval()
+    return model

@@ -1,14 +1,18 @@
 """A model without images, end to end: text <-> label trained through Lightning, then text generated from the
-label zones and texts classified through them (crossmodal.translate / retrieve)."""
+label zones and texts classified through them, by the functional layer (crossmodal.translate / retrieve) and
+by the model's API (``model.classify`` / ``model.generate`` on strings, with a bank of training texts)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 
 from lzn_lightning import LZNLightningModule
+from lzn_lightning.callbacks import AnchorBank
+from lzn_lightning.cli import main
 from lzn_lightning.crossmodal import retrieve, translate
 from lzn_lightning.data import SyntheticDataModule
 
@@ -39,6 +43,7 @@ def test_text_label_model_trains_generates_and_classifies(tmp_path: Path) -> Non
     trainer = pl.Trainer(
         max_steps=300, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=tmp_path,
+        callbacks=[AnchorBank(num=12)],
     )  # fmt: skip
     trainer.fit(model, data)
 
@@ -49,3 +54,17 @@ def test_text_label_model_trains_generates_and_classifies(tmp_path: Path) -> Non
     assert (retrieve(model, "text", tokens, "label") == labels).float().mean() >= 0.9
     written = model.modalities["text"].detokenize(translate(model, "label", torch.arange(K), "text"))
     assert written == [f"pattern {k}" for k in range(K)]
+
+    texts = model.modalities["text"].detokenize(tokens)
+    assert (model.classify(texts) == labels).float().mean() >= 0.9  # strings, through the bank of texts
+    asked = torch.arange(K)
+    assert model.generate(condition={"label": asked}, target="text", noise_scale=0.0) == written
+
+    # the CLI writes texts by label from the checkpoint (zone centres, greedy), as generate did above
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    out = tmp_path / "texts.csv"
+    ckpt = str(tmp_path / "m.ckpt")
+    main(["sample", "--ckpt_path", ckpt, "--num", "3", "--labels", "0,1,2", "--noise_scale", "0",
+          "--out", str(out)])  # fmt: skip
+    rows = list(csv.reader(out.open()))
+    assert rows == [["index", "label", "text"]] + [[str(k), str(k), f"pattern {k}"] for k in range(K)]

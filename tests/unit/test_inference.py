@@ -16,7 +16,8 @@ from tiny_lzn import BANK, LATENT_DIM, NUM_CLASSES, tiny_data, train_tiny
 
 from lzn_lightning.cli import main
 from lzn_lightning import LZNLightningModule
-from lzn_lightning.inference import load_for_inference, mean_reconstruction_l2, reconstruction_l2
+from lzn_lightning.inference import mean_reconstruction_l2, reconstruction_l2
+from lzn_lightning.module import load_for_inference
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,17 @@ def test_bank_is_dropped_or_resized_by_load_state_dict(model: Any) -> None:
     fresh = LZNLightningModule(**model.hparams)
     fresh.load_state_dict(state)  # a bank of the checkpoint's size appears
     assert torch.equal(fresh.anchor_bank, model.anchor_bank)
-    del state["anchor_bank_images"]
+    del state["anchor_bank_image"]
     fresh.load_state_dict(state)  # strict load without a bank removes it
     assert fresh.anchor_bank is None
+
+
+def test_bank_of_a_checkpoint_from_before_per_field_banks_loads(model: Any) -> None:
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["anchor_bank_images"] = state.pop("anchor_bank_image")  # the key checkpoints had before
+    fresh = LZNLightningModule(**model.hparams)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.anchor_bank_of("image"), model.anchor_bank)
 
 
 # --------------------------------------------------------------------------------------------------- generate
@@ -63,7 +72,7 @@ def test_generate_shapes_range_and_seed(model: Any) -> None:
     assert torch.equal(a, model.generate(5, labels=labels, seed=3, batch_size=2))
     assert not torch.equal(a, model.generate(5, labels=labels, seed=4, batch_size=2))
     assert model.generate(4).shape == (4, 1, 8, 8)  # unconditional: labels inferred from the latents' zones
-    with pytest.raises(ValueError, match="length"):
+    with pytest.raises(ValueError, match="condition has 2 items"):
         model.generate(3, labels=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="out of range"):
         model.generate(2, labels=torch.tensor([0, NUM_CLASSES]))
@@ -316,5 +325,5 @@ def test_plain_rf_baseline_generates_and_reconstructs() -> None:
     assert model.generate(2, seed=0).shape == (2, 1, 8, 8)
     recon = model.reconstruct(x)
     assert recon.shape == x.shape and bool((recon.abs() <= 1).all())
-    with pytest.raises(ValueError, match="no instance modality with an encoder"):
+    with pytest.raises(ValueError, match="no instance field with an encoder"):
         model.embed(x)

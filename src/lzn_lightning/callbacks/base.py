@@ -9,6 +9,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from lzn_lightning.inference import LZNInference
+
 SPLITS = ("train", "val", "test")
 
 
@@ -67,7 +69,7 @@ class EvalCallback(pl.Callback):
 
 def _require_api(pl_module: Any, who: str) -> None:
     if not hasattr(pl_module, "classify"):
-        raise TypeError(f"{who} needs an LZN model with the inference API (LZNInferenceMixin)")
+        raise TypeError(f"{who} needs an LZN model (LZNLightningModule) with its inference API")
 
 
 def split_data(
@@ -76,8 +78,9 @@ def split_data(
     split: str,
     num: int | None = None,
     seed: int = 0,
+    field: str | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """Images [N, C, H, W] and labels [N] (or None) of a data split, on the CPU.
+    """Items of a field (images [N, C, H, W] by default) and labels [N] (or None) of a data split, on the CPU.
 
     Reads the datamodule's ``{split}_dataset`` when it has one (a seeded random subset of ``num`` items, or all),
     otherwise the first ``num`` items of the trainer's loader for that split.
@@ -87,12 +90,14 @@ def split_data(
         pl_module: The LZN module (names the image and label fields).
         split: ``"train"``, ``"val"`` or ``"test"``.
         num: Number of items (None: all).
-        seed: Seed of the random subset.
+        seed: Seed of the random subset (the same seed and ``num`` give the same items for every field).
+        field: The instance field to read (None: the encoded field, ``latent_from``).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    image_key = pl_module.image_field()
-    label_key = pl_module.label_field(required=False) or "label"
+    infer = LZNInference(pl_module)
+    image_key = infer.source_field(field)
+    label_key = infer.label_field(image_key, required=False) or "label"
     dm = getattr(trainer, "datamodule", None)
     dataset = getattr(dm, f"{split}_dataset", None) if dm is not None else None
     if dataset is None and dm is not None and hasattr(dm, "setup") and hasattr(dm, f"{split}_dataset"):
@@ -111,7 +116,8 @@ def split_data(
 def dataset_tensors(
     dataset: Any, image_key: str = "image", label_key: str = "label", indices: list[int] | None = None
 ) -> tuple[Tensor, Tensor | None]:
-    """Images [N, C, H, W] (float) and labels [N] (long, or None when items have none) of a dataset of dicts.
+    """Items [N, ...] (float32 when floating, e.g. images; token ids stay int64) and labels [N] (long, or None
+    when items have none) of a dataset of dicts.
 
     Args:
         dataset: Indexable dataset whose items are dicts holding ``image_key`` (and maybe ``label_key``).
@@ -120,9 +126,16 @@ def dataset_tensors(
         indices: Items to take, in order (None: all).
     """
     items = [dataset[i] for i in (range(len(dataset)) if indices is None else indices)]
-    images = torch.stack([torch.as_tensor(it[image_key]) for it in items]).float()
+    if image_key not in items[0]:
+        raise ValueError(
+            f"the dataset's items have no {image_key!r} field (their fields: {sorted(items[0])})"
+        )
+    images = torch.stack([torch.as_tensor(it[image_key]) for it in items])
+    images = images.float() if images.is_floating_point() else images
     labels = (
-        torch.stack([torch.as_tensor(it[label_key]) for it in items]).long() if label_key in items[0] else None
+        torch.stack([torch.as_tensor(it[label_key]) for it in items]).long()
+        if label_key in items[0]
+        else None
     )
     return images, labels
 
@@ -140,7 +153,8 @@ def _from_loader(
     labels: list[Tensor] = []
     count = 0
     for batch in loader:
-        images.append(batch[image_key].float().cpu())
+        x = batch[image_key].cpu()
+        images.append(x.float() if x.is_floating_point() else x)
         if label_key in batch:
             labels.append(batch[label_key].long().cpu())
         count += len(batch[image_key])
@@ -155,5 +169,5 @@ def _from_loader(
 
 def num_classes_of(pl_module: Any) -> int:
     """K of the model's label modality (its anchor table)."""
-    field = pl_module.label_field()
+    field = LZNInference(pl_module).label_field()
     return int(pl_module.modality(field).anchor_table().shape[0])

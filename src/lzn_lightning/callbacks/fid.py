@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from lzn_lightning.callbacks.base import EvalCallback, split_data
 from lzn_lightning.callbacks.classifier import train_classifier
+from lzn_lightning.inference import LZNInference
 
 
 def frechet_distance(real_features: np.ndarray | Tensor, fake_features: np.ndarray | Tensor) -> float:
@@ -138,7 +139,7 @@ class FID(EvalCallback):
                 "feature_extractor='classifier' needs labelled training data; pass an nn.Module instead"
             )
         k = int(labels.max()) + 1
-        field = pl_module.label_field(required=False)
+        field = LZNInference(pl_module).label_field(required=False)
         if field is not None:
             k = int(pl_module.modality(field).anchor_table().shape[0])
         test = _held_out(trainer, pl_module)
@@ -158,12 +159,12 @@ class FID(EvalCallback):
             self._real = (real, labels, features_of(net, real))
         real, labels, real_feats = self._real
         assert self._net is not None
-        conditional = labels is not None and m.label_field(required=False) is not None
+        conditional = labels is not None and LZNInference(m).label_field(required=False) is not None
         gen_labels = labels if conditional else None
         n = len(real) if conditional else self.num_samples
         fake = m.generate(n, labels=gen_labels, steps=self.steps, seed=self.seed, progress=False)
         fid = frechet_distance(real_feats, features_of(self._net, fake))
-        steps = self.steps or getattr(m.modality(m.decoder_field()), "sample_steps", "?")
+        steps = self.steps or getattr(m.modality(LZNInference(m).decoder_field()), "sample_steps", "?")
         what = (
             f"clean-fid frechet_distance; features: {self._net_what}; {len(fake)} generated "
             f"({'with the real images labels' if conditional else 'unconditional'}, EMA weights, Euler {steps} "

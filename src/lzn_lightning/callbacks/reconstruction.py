@@ -7,7 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lzn_lightning.callbacks.base import EvalCallback, split_data
-from lzn_lightning.inference import mean_reconstruction_l2
+from lzn_lightning.inference import LZNInference, mean_reconstruction_l2
 
 
 class ReconstructionL2(EvalCallback):
@@ -57,7 +57,7 @@ class ReconstructionL2(EvalCallback):
         l2, _ = mean_reconstruction_l2(
             m, images, self.repeats, self.seed, labels=labels, context=self.context, steps=self.steps
         )
-        dec = m.modality(m.decoder_field())
+        dec = m.modality(LZNInference(m).decoder_field())
         steps = self.steps or getattr(dec, "sample_steps", "?")
         what = (
             f"{len(images)} {self.split} images, latents in one field of all of them ({self.context} context), "

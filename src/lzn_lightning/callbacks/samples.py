@@ -12,11 +12,12 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from lzn_lightning.callbacks.base import EvalCallback
+from lzn_lightning.inference import LZNInference
 
 
 def grid_labels(pl_module: Any, per_class: int) -> Tensor | None:
     """Labels for a grid with one row per class (``per_class`` columns), or None for unconditional models."""
-    field = pl_module.label_field(required=False)
+    field = LZNInference(pl_module).label_field(required=False)
     if field is None:
         return None
     k = int(pl_module.modality(field).anchor_table().shape[0])
