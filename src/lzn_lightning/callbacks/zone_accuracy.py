@@ -82,7 +82,7 @@ class ZoneAccuracy(EvalCallback):
         metrics = {"zone_acc": metrics[f"zone_acc/{contexts[0]}/noise{self.noise_scales[0]:g}"], **metrics}
         bank = m.anchor_bank
         what = (
-            f"{len(images)} {self.split} images; contexts {contexts} (bank: {0 if bank is None else len(bank)} "
-            f"training images + the image itself; batch: fields of {batch_size} images); EMA weights"
+            f"{len(images)} {self.split} items; contexts {contexts} (bank: {0 if bank is None else len(bank)} "
+            f"training items + the item itself; batch: fields of {batch_size} items); EMA weights"
         )
         return metrics, what
