@@ -21,3 +21,5 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
+# The tiny models of tests/unit/tiny_lzn.py serve the integration tests too, whichever folder pytest runs.
+sys.path.insert(0, str(Path(__file__).parent / "unit"))

@@ -266,15 +266,19 @@ def _captions(model: Any, args: argparse.Namespace) -> str:
         condition={image_field: images}, target=field, noise_scale=_noise(args, 0.0),
         batch_size=args.batch_size, seed=args.seed, temperature=args.temperature,
     )  # fmt: skip
-    if out.suffix.lower() == ".txt":
-        out.write_text("".join(c + "\n" for c in captions), encoding="utf-8")
-    else:
-        with out.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["index", "file", "caption"] if files else ["index", "caption"])
-            for i, c in enumerate(captions):
-                w.writerow([i, files[i], c] if files else [i, c])
+    _write_texts(out, captions, "caption", {"file": files} if files else {})
     return f"wrote {len(captions)} captions to {out}"
+
+
+def _write_texts(out: Path, texts: list[str], name: str, columns: dict[str, list[Any]]) -> None:
+    """One text per line (.txt), or a CSV: index, the other ``columns``, then the texts under ``name``."""
+    if out.suffix.lower() == ".txt":
+        out.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+        return
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", *columns, name])
+        w.writerows([i, *(values[i] for values in columns.values()), t] for i, t in enumerate(texts))
 
 
 def _sample(model: Any, args: argparse.Namespace) -> str:
@@ -342,14 +346,7 @@ def _sample_texts(model: Any, args: argparse.Namespace, out: Path) -> str:
         args.num, labels=labels, noise_scale=_noise(args, 1.0), batch_size=args.batch_size, seed=args.seed,
         temperature=args.temperature,
     )  # fmt: skip
-    if out.suffix.lower() == ".txt":
-        out.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-    else:
-        with out.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["index", "label", "text"] if labels is not None else ["index", "text"])
-            for i, t in enumerate(texts):
-                w.writerow([i, int(labels[i]), t] if labels is not None else [i, t])
+    _write_texts(out, texts, "text", {"label": labels.tolist()} if labels is not None else {})
     return f"wrote {len(texts)} texts to {out}"
 
 

@@ -6,45 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import pytest
 import torch
+from tiny_lzn import train_image_text_label
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks import AnchorBank
-from lzn_lightning.data import SyntheticDataModule
 from lzn_lightning.inference import LZNInference
 from lzn_lightning.module import load_for_inference
 
-TEXT = {"class_path": "TextModality", "init_args": {
-    "max_len": 12, "width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1}}  # fmt: skip
-IMAGE = {"class_path": "ImageModality", "init_args": {
-    "encoder_width": 8, "encoder_ch_mult": [1, 2], "head_hidden": 16, "decoder_width": 8,
-    "decoder_ch_mult": [1, 2], "sample_steps": 2}}  # fmt: skip
-LABEL = {"class_path": "LabelModality", "init_args": {"num_classes": 3}}
 BANK = 10
 PROMPTS = ["pattern 1", "pattern 2", "pattern 0"]
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("fields")
-    pl.seed_everything(0)
-    model = LZNLightningModule(
-        modalities={"image": IMAGE, "text": TEXT, "label": LABEL},
-        latent_dim=8, latent_from="image", decode=["image", "text"], flow={"steps": 2},
-        align=[{"source": "image", "target": "text", "steps": 3},
-               {"source": "text", "target": "image", "steps": 3},
-               {"source": "text", "target": "label", "steps": 3}],
-        warmup_steps=1, ema_decay=None,
-    )  # fmt: skip
-    trainer = pl.Trainer(
-        max_steps=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False, limit_val_batches=0, default_root_dir=root, callbacks=[AnchorBank(num=BANK)],
-    )  # fmt: skip
-    trainer.fit(model, SyntheticDataModule(num_samples=16, num_classes=3, batch_size=8, text_max_len=12))
-    trainer.save_checkpoint(root / "m.ckpt")
-    return load_for_inference(root / "m.ckpt")
+    return load_for_inference(
+        train_image_text_label(tmp_path_factory.mktemp("fields"), [AnchorBank(num=BANK)])
+    )
 
 
 def test_anchor_bank_holds_every_encoded_modality_and_survives_the_checkpoint(model: Any) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks import AnchorBank
 from lzn_lightning.data import SyntheticDataModule
-from lzn_lightning import LZNLightningModule
 
 NUM_CLASSES = 3
 LATENT_DIM = 8
@@ -69,3 +69,31 @@ def train_tiny(root: Path, steps: int = 4) -> tuple[Any, Path]:
     path = root / "tiny.ckpt"
     trainer.save_checkpoint(path)
     return model, path
+
+
+# ------------------------------------------------------------------------- images + captions + labels
+TEXT = {"class_path": "TextModality", "init_args": {
+    "max_len": 12, "width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1}}  # fmt: skip
+CAPTIONED_IMAGE = {"class_path": "ImageModality", "init_args": {
+    "encoder_width": 8, "encoder_ch_mult": [1, 2], "head_hidden": 16, "decoder_width": 8,
+    "decoder_ch_mult": [1, 2], "sample_steps": 2}}  # fmt: skip
+CAPTION_LABEL = {"class_path": "LabelModality", "init_args": {"num_classes": 3}}
+
+
+def train_image_text_label(root: Path, callbacks: list[pl.Callback] | None = None) -> Path:
+    """Two steps of a tiny image + text + label model that decodes both images and text, every field aligned
+    with another (wiring tests; tests/integration/test_text_end_to_end.py shows such models learn). Returns
+    the checkpoint path."""
+    pl.seed_everything(0)
+    model = LZNLightningModule(
+        modalities={"image": CAPTIONED_IMAGE, "text": TEXT, "label": CAPTION_LABEL},
+        latent_dim=8, latent_from="image", decode=["image", "text"], flow={"steps": 2},
+        align=[{"source": "image", "target": "text", "steps": 3},
+               {"source": "text", "target": "image", "steps": 3},
+               {"source": "text", "target": "label", "steps": 3}],
+        warmup_steps=1, ema_decay=None,
+    )  # fmt: skip
+    trainer = tiny_trainer(root, 2, callbacks)
+    trainer.fit(model, SyntheticDataModule(num_samples=16, num_classes=3, batch_size=8, text_max_len=12))
+    trainer.save_checkpoint(root / "m.ckpt")
+    return root / "m.ckpt"
