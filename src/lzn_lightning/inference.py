@@ -113,8 +113,8 @@ class LZNInference:
             return field
         if required:
             raise ValueError(
-                "this model has no label modality (a categorical field aligned with the encoded field), so it "
-                "cannot classify; train a joint recipe (e.g. recipes/digits_joint.yaml)"
+                "this model has no label modality (a categorical field aligned with the encoded field), so "
+                "it cannot classify; train a joint recipe (e.g. recipes/digits_joint.yaml)"
             )
         return None
 
@@ -145,7 +145,7 @@ class LZNInference:
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def _prepared(self, data: Any, field: str) -> Tensor:
-        """The field's tensor of user data (the modality's ``prepare``, e.g. strings -> token ids), checked."""
+        """The field's tensor of user data (its modality's ``prepare``: strings -> token ids), checked."""
         x = self.model.modality(field).prepare(data)
         self.model.modality(field).check_field(x, field)
         return x
@@ -340,8 +340,8 @@ class LZNInference:
         m = model.modality(target)
         label_field = self.label_field(required=False)
         label_mod = model.modality(label_field) if label_field is not None else None
-        # A decoder that also takes the class (the reference's joint image decoder) needs one per sample.
-        conditioned = int(getattr(m, "num_classes", 0) or 0) > 0
+        classes = decoder_classes(m)  # > 0: the decoder also takes one class per sample
+        conditioned = classes > 0
         decoder_labels = None  # classes for a class-conditioned decoder of a model without label zones
         if labels is not None:
             if condition:
@@ -350,8 +350,8 @@ class LZNInference:
             if label_field is not None:
                 condition = {label_field: labels}
             elif conditioned:
-                if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= m.num_classes):  # type: ignore[attr-defined]
-                    raise ValueError(f"labels must be in [0, {m.num_classes})")  # type: ignore[attr-defined]
+                if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+                    raise ValueError(f"labels must be in [0, {classes})")
                 decoder_labels = labels
             else:
                 raise ValueError(
@@ -401,7 +401,7 @@ class LZNInference:
                     y = (
                         label_mod.decode(z)
                         if label_mod is not None
-                        else torch.randint(0, m.num_classes, (b,), generator=g, device=self.device)  # type: ignore[attr-defined]
+                        else torch.randint(0, classes, (b,), generator=g, device=self.device)
                     )
                 x = m.decode(z, labels=y if conditioned else None, generator=g, **decode_options)
                 out.append(x.float().cpu() if x.is_floating_point() else x.cpu())
@@ -433,7 +433,7 @@ class LZNInference:
         seed: int | None = 0,
         progress: bool | None = None,
     ) -> Tensor:
-        """Class of each item: its latent, the reverse label flow, the nearest label anchor (lzn_reference.md §4).
+        """Class of each item: its latent, the reverse label flow, the nearest label anchor (reference §4).
 
         ``context="bank"`` (default when the model has an anchor bank of the field) gives each item a label
         that depends only on the item: the field is the fixed bank of training items plus the item itself,
@@ -559,7 +559,7 @@ class LZNInference:
             raise ValueError(
                 f"the decoder of {field!r} does not decode the encoded field {self.source_field()!r}"
             )
-        conditioned = int(getattr(m, "num_classes", 0) or 0) > 0
+        conditioned = decoder_classes(m) > 0
         if conditioned and labels is None:
             labels = self.classify(
                 data, context=context, noise_scale=noise_scale, batch_size=batch_size, seed=seed
@@ -578,6 +578,11 @@ class LZNInference:
                 zs = z[s] if z is not None else None
                 out.append(m.reconstruct(self._on_device(x[s]), zs, labels=y, **options).cpu())
         return torch.cat(out) if out else x[:0].cpu()
+
+
+def decoder_classes(m: Any) -> int:
+    """K of a decoder that also takes a class per sample (the reference's joint image decoder), else 0."""
+    return int(getattr(m, "num_classes", 0) or 0) if m.has_decoder else 0
 
 
 def reconstruction_l2(original: Tensor, reconstructed: Tensor) -> float:
