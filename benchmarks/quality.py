@@ -27,6 +27,10 @@ encoder at random initialisation. Scored by a linear probe (logistic regression)
     python benchmarks/quality.py --part gen --recipe recipes/digits_gen.yaml --seeds 3 --out-json docs/quality_gen_digits.json --img-prefix docs/img/gen_digits
     python benchmarks/quality.py --part repr --recipe recipes/digits_repr.yaml --seeds 3 --out-json docs/quality_repr_digits.json
 
+``--set model.decoder_weight=0.1`` (any dotted recipe key) measures a variant; its LZN method is then named
+after the setting instead of "(recipe)". ``--log`` keeps each fit's training log (metrics.csv) under
+``--root``.
+
 Prints a Markdown table (mean +- std over seeds, wall time per run) and writes every run to the JSON after each
 run, so an interrupted benchmark keeps what it measured.
 """
@@ -37,6 +41,7 @@ import argparse
 import copy
 import json
 import platform
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +52,7 @@ import lzn_lightning.modalities  # noqa: F401  (short class names in recipes)
 import torch
 import torch.nn.functional as F
 import yaml
+from lightning.pytorch.loggers import CSVLogger
 from quality_tables import METRICS, markdown_table
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
@@ -85,17 +91,27 @@ def tensors(dataset: Any) -> tuple[Tensor, Tensor]:
 
 
 def fit(
-    cfg: dict[str, Any], model_cfg: dict[str, Any], seed: int, root: Path, steps: int, bank: bool
+    cfg: dict[str, Any],
+    model_cfg: dict[str, Any],
+    seed: int,
+    root: Path,
+    steps: int,
+    bank: bool,
+    log_name: str | None = None,
 ) -> tuple[Any, float]:
     """Train one model from scratch on the recipe's data; returns (model, fit seconds).
 
     ``bank``: store all training images as the anchor bank (the field ``model.classify`` uses by default).
+    ``log_name``: keep the training log (losses, per-group gradient norms, anchor and latent statistics) as
+    ``root/<log_name>/seed<seed>/metrics.csv``; None logs nothing.
     """
     model = untrained(model_cfg, seed)
+    logger = CSVLogger(root, name=log_name, version=f"seed{seed}") if log_name else False
     trainer = pl.Trainer(
-        max_steps=steps, accelerator="cpu", precision="32-true", logger=False, enable_checkpointing=False,
+        max_steps=steps, accelerator="cpu", precision="32-true", logger=logger, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
         default_root_dir=root, callbacks=[AnchorBank(num=10**9)] if bank else [],
+        log_every_n_steps=cfg["trainer"].get("log_every_n_steps", 50),
     )  # fmt: skip
     start = time.perf_counter()
     try:
@@ -271,6 +287,31 @@ class ReprScore:
 
 
 # ------------------------------------------------------------------------------------------- main
+def apply_settings(cfg: dict[str, Any], settings: list[str]) -> None:
+    """Apply ``dotted.key=yaml_value`` settings to the recipe in place (list items by index: align.0.cutoff).
+
+    Raises:
+        SystemExit: a setting without ``=`` or with a key the recipe does not have (a typo would otherwise
+            silently run the plain recipe under a variant's name).
+    """
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {setting!r}: expected KEY=VALUE, e.g. model.decoder_weight=0.1")
+        *parents, leaf = key.split(".")
+        node: Any = cfg
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else (node or {}).get(part)
+            if node is None:
+                raise SystemExit(f"--set {setting!r}: the recipe has no {key!r}")
+        if isinstance(node, list):
+            node[int(leaf)] = yaml.safe_load(value)
+        elif isinstance(node, dict) and (leaf in node or parents == ["model"]):
+            node[leaf] = yaml.safe_load(value)  # model init args may be left at their default in a recipe
+        else:
+            raise SystemExit(f"--set {setting!r}: the recipe has no {key!r}")
+
+
 def methods_of(part: str, model_cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, dict | None]:
     """Method name -> model config to train (None entries are scored at random initialisation)."""
     if part == "joint":
@@ -323,7 +364,8 @@ def run_methods(
                 if model_cfg is None:
                     model, fit_s = untrained(cfg["model"], seed), 0.0
                 else:
-                    model, fit_s = fit(cfg, model_cfg, seed, args.root, steps, bank=bank)
+                    log_name = re.sub(r"[^A-Za-z0-9.=_-]+", "_", name) if args.log else None
+                    model, fit_s = fit(cfg, model_cfg, seed, args.root, steps, bank=bank, log_name=log_name)
             except Diverged as err:
                 run = {"seed": seed, "diverged": str(err), "fit_seconds": time.perf_counter() - t0}
             else:
@@ -348,16 +390,24 @@ def main() -> None:
     p.add_argument(
         "--only", nargs="+", default=None, help="train only methods whose name contains one of these"
     )
+    p.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE",
+        help="change the recipe, e.g. model.decoder_weight=0.1; LZN's method name then says so",
+    )  # fmt: skip
     p.add_argument("--root", type=Path, default=Path("runs/quality"))
+    p.add_argument("--log", action="store_true", help="keep each fit's metrics.csv under --root")
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
     cfg = yaml.safe_load(args.recipe.read_text())
+    apply_settings(cfg, args.set)
     steps = args.steps or cfg["trainer"]["max_steps"]
     start = time.perf_counter()
     score = SCORES[args.part](cfg, args)
     methods = methods_of(args.part, cfg["model"], args)
     if args.only:
         methods = {name: m for name, m in methods.items() if any(key in name for key in args.only)}
+    if args.set:  # a variant, not the recipe: say which
+        methods = {name.replace("(recipe)", f"({', '.join(args.set)})"): m for name, m in methods.items()}
     result = new_result(args.part, args.recipe, steps, start, score, methods)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     run_methods(cfg, methods, seeds, score, result, args, steps, bank=args.part == "joint")
