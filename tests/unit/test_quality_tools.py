@@ -1,4 +1,4 @@
-"""``benchmarks/quality.py --set``: recipe variants by dotted key, and typos refused rather than ignored."""
+"""benchmarks/quality.py --set (variants by dotted key, typos refused) and benchmarks/merge_results.py."""
 
 from __future__ import annotations
 
@@ -39,3 +39,25 @@ def test_bad_settings_stop_with_the_key(setting: str, message: str) -> None:
     cfg = yaml.safe_load(RECIPE.read_text())
     with pytest.raises(SystemExit, match=message):
         apply_settings(cfg, [setting])
+
+
+def _result(part: str = "gen", steps: int = 400, **runs: list[int]) -> dict:
+    return {
+        "part": part,
+        "steps": steps,
+        "runs": {m: [{"seed": s, "fid": s / 10} for s in seeds] for m, seeds in runs.items()},
+    }
+
+
+def test_merge_concatenates_runs_by_seed_and_refuses_mismatches() -> None:
+    from merge_results import merge_results
+
+    merged = merge_results([_result(rf=[0], lzn=[0]), _result(rf=[2, 1], variant=[0])], ["a.json", "b.json"])
+    assert {m: [r["seed"] for r in runs] for m, runs in merged["runs"].items()} == {
+        "rf": [0, 1, 2], "lzn": [0], "variant": [0],
+    }  # fmt: skip
+    assert merged["merged_from"] == ["a.json", "b.json"] and merged["steps"] == 400
+    with pytest.raises(ValueError, match="'rf' already has seed"):
+        merge_results([_result(rf=[0, 1]), _result(rf=[1])], ["a.json", "b.json"])
+    with pytest.raises(ValueError, match="steps 800 differs"):
+        merge_results([_result(rf=[0]), _result(steps=800, rf=[1])], ["a.json", "b.json"])
