@@ -68,6 +68,9 @@ class LZNLightningModule(pl.LightningModule):
         flow: Latent computation settings.
         align: Latent alignment terms.
         decoder_weight: Coefficient of every ``decode`` field's decoder loss.
+        decoder_trains_encoder: Whether the decoder loss's gradient reaches the encoders through the latents
+            (the paper's setting). False: decoders learn on detached latents and the encoders learn from the
+            alignment terms alone (a measurement of what the decoder's pull costs a joint model).
         freeze_after: ``{"<modality>.<group>": iteration}``: stop updating that parameter group (and its EMA)
             from that iteration on, e.g. ``{image.decoder: 60000}``; the group stays in the graph.
         warmup_steps: Linear learning-rate warm-up from 1/warmup_steps to 1 (0 disables it).
@@ -90,6 +93,7 @@ class LZNLightningModule(pl.LightningModule):
         flow: FlowConfig | None = None,
         align: list[AlignConfig] | None = None,
         decoder_weight: float = 1.0,
+        decoder_trains_encoder: bool = True,
         freeze_after: dict[str, int] | None = None,
         warmup_steps: int = 5000,
         grad_clip: float = 1.0,
@@ -113,6 +117,7 @@ class LZNLightningModule(pl.LightningModule):
         self.flow: FlowConfig = as_config(flow, FlowConfig) or FlowConfig()
         self.align: list[AlignConfig] = [as_config(a, AlignConfig) for a in (align or [])]
         self.decoder_weight = decoder_weight
+        self.decoder_trains_encoder = decoder_trains_encoder
         self.freeze_after = dict(freeze_after or {})
         self.warmup_steps = warmup_steps
         self.grad_clip = grad_clip
@@ -235,7 +240,7 @@ class LZNLightningModule(pl.LightningModule):
             if self.latent_from is not None:
                 if field not in latents:
                     latents[field] = self.latents_of(anchors_of(field), noise_scale)
-                z = latents[field]
+                z = latents[field] if self.decoder_trains_encoder else latents[field].detach()
             losses[f"{field}/decoder"] = self.decoder_weight * m.decoder_loss(  # type: ignore[operator]
                 batch[field], z, batch, self.generator()
             )
