@@ -28,7 +28,8 @@ encoder at random initialisation. Scored by a linear probe (logistic regression)
     python benchmarks/quality.py --part repr --recipe recipes/digits_repr.yaml --seeds 3 --out-json docs/quality_repr_digits.json
 
 ``--set model.decoder_weight=0.1`` (any dotted recipe key) measures a variant; its LZN method is then named
-after the setting instead of "(recipe)". ``--log`` keeps each fit's training log (metrics.csv) under
+after the setting instead of "(recipe)" (baselines are built from the changed recipe too: pair it with
+``--only LZN`` to train the variant alone). ``--log`` keeps each fit's training log (metrics.csv) under
 ``--root``.
 
 Prints a Markdown table (mean +- std over seeds, wall time per run) and writes every run to the JSON after each
