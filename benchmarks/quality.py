@@ -302,7 +302,13 @@ def apply_settings(cfg: dict[str, Any], settings: list[str]) -> None:
         *parents, leaf = key.split(".")
         node: Any = cfg
         for part in parents:
-            node = node[int(part)] if isinstance(node, list) else (node or {}).get(part)
+            node = (
+                node[int(part)]
+                if isinstance(node, list)
+                else node.get(part)
+                if isinstance(node, dict)
+                else None
+            )
             if node is None:
                 raise SystemExit(f"--set {setting!r}: the recipe has no {key!r}")
         if isinstance(node, list):

@@ -32,6 +32,7 @@ def test_settings_reach_model_keys_nested_dicts_and_list_items() -> None:
     [
         ("model.flow.nosie_scale=0.5", "the recipe has no 'model.flow.nosie_scale'"),
         ("trainer.nope.x=1", "the recipe has no 'trainer.nope.x'"),
+        ("model.latent_dim.x=1", "the recipe has no 'model.latent_dim.x'"),  # a number has no keys
         ("model.decoder_weight", "expected KEY=VALUE"),
     ],
 )
