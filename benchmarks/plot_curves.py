@@ -6,6 +6,10 @@
         --metric zone_acc --reference "supervised CE at 800 steps=0.974" --out docs/img/mnist_joint_curve.png
 
 Each positional argument is ``label=path``; ``--reference label=value`` draws a horizontal line (repeatable).
+``--log-y`` plots on a log scale (gradient norms that differ by orders of magnitude), e.g.
+
+    python benchmarks/plot_curves.py "recipe=A/metrics.csv" "decoder cut off=B/metrics.csv" \
+        --metric train/health/grad_norm/image.encoder --ylabel "encoder gradient norm" --log-y --out g.png
 Prints the plotted points as a Markdown table, so the numbers behind the figure can go next to it.
 """
 
@@ -36,6 +40,8 @@ def main() -> None:
     p.add_argument("--metric", default="zone_acc")
     p.add_argument("--reference", action="append", default=[], help="label=value: a horizontal line")
     p.add_argument("--ylabel", default="test accuracy through the label zones")
+    p.add_argument("--log-y", action="store_true", help="log-scale y axis")
+    p.add_argument("--legend-loc", default="lower right", help="matplotlib legend location")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
@@ -52,10 +58,12 @@ def main() -> None:
         ax.annotate(
             label, (ax.get_xlim()[0], float(value)), textcoords="offset points", xytext=(4, 4), fontsize=8
         )
+    if args.log_y:
+        ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel(args.ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc=args.legend_loc)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=120)

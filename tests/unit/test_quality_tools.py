@@ -62,3 +62,25 @@ def test_merge_concatenates_runs_by_seed_and_refuses_mismatches() -> None:
         merge_results([_result(rf=[0, 1]), _result(rf=[1])], ["a.json", "b.json"])
     with pytest.raises(ValueError, match="steps 800 differs"):
         merge_results([_result(rf=[0]), _result(steps=800, rf=[1])], ["a.json", "b.json"])
+
+
+def test_plot_curves_draws_log_scale_and_prints_the_points(tmp_path: Path, monkeypatch, capsys) -> None:
+    import plot_curves
+    from PIL import Image
+
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text("epoch,step,train/health/grad_norm/image.encoder,val/zone_acc\n"
+                        "0,24,0.5,\n0,49,,0.9\n1,74,20.0,\n")  # fmt: skip
+    out = tmp_path / "g.png"
+    metric = "train/health/grad_norm/image.encoder"
+    argv = ["plot_curves.py", f"cut={csv_path}", "--metric", metric, "--log-y", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    plot_curves.main()
+    printed = capsys.readouterr().out
+    assert "| cut | 25 | 0.5000 |" in printed and "| cut | 75 | 20.0000 |" in printed  # steps 1-based
+    assert "| cut | 50 |" not in printed  # the row without the metric is skipped
+    assert Image.open(out).size[0] > 100
+
+    monkeypatch.setattr(sys, "argv", [*argv[:3], "train/nothing", "--out", str(out)])
+    with pytest.raises(SystemExit, match="has no 'train/nothing' values"):
+        plot_curves.main()
