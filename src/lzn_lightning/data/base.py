@@ -63,8 +63,10 @@ class LZNDataModule(pl.LightningDataModule):
         eval_drop_last: bool = False,
     ) -> None:
         super().__init__()
-        # Records every subclass's init args in checkpoints (datamodule_hyper_parameters).
-        self.save_hyperparameters()
+        # Records every subclass's init args in checkpoints (datamodule_hyper_parameters). Not sent to the
+        # logger: Lightning refuses to log two hparams of one name with different values, and our ``seed``
+        # (splits) and the module's ``seed`` (prior noise) differ by design. The run's config.yaml keeps both.
+        self.save_hyperparameters(logger=False)
         for arg, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value is not None and value < 1:
                 raise ValueError(f"{arg} must be >= 1, got {value}")
