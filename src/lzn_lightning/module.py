@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -77,7 +78,9 @@ class LZNLightningModule(pl.LightningModule):
         grad_clip: Max global gradient norm over all parameters together (0 disables clipping).
         ema_decay: EMA decay of the modality weights used for evaluation and inference (None disables EMA).
         eval_flow_noise: Prior-noise scale of the latent flow in validation/test (0: zone centres).
-        seed: Seed of the per-rank generators for prior noise and RF times.
+        seed: Seed of the per-rank generators for prior noise and RF times; None: the trainer's seed
+            (``seed_everything``, as the training order uses), so ``lzn fit --seed_everything 1`` changes them
+            too.
         max_consecutive_skips: Stop with an error after this many consecutive skipped (non-finite) steps; a
             skipped step does not advance ``trainer.global_step``, so ``max_steps`` alone would never end such a
             run.
@@ -99,7 +102,7 @@ class LZNLightningModule(pl.LightningModule):
         grad_clip: float = 1.0,
         ema_decay: float | None = 0.9999,
         eval_flow_noise: float = 1.0,
-        seed: int = 0,
+        seed: int | None = None,
         max_consecutive_skips: int = 100,
     ) -> None:
         super().__init__()
@@ -193,10 +196,14 @@ class LZNLightningModule(pl.LightningModule):
             m.check_datamodule(datamodule, name)  # type: ignore[operator]
 
     # ------------------------------------------------------------------------------------------ randomness
+    def noise_seed(self) -> int:
+        """Seed of prior noise and RF times: ``seed``, or the trainer's (``seed_everything``) when None."""
+        return self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
     def generator(self) -> torch.Generator:
         """This rank's generator for prior noise and RF times (reseeded at every training step)."""
         if self._generator is None or self._generator.device != self.device:
-            self._generator = D.rank_generator(self.seed, D.rank(), self.device)
+            self._generator = D.rank_generator(self.noise_seed(), D.rank(), self.device)
         return self._generator
 
     def prior_noise(self, rows: int, scale: float) -> Tensor:
@@ -311,7 +318,7 @@ class LZNLightningModule(pl.LightningModule):
         (validation, callbacks, a restart), so a run resumed from any checkpoint draws exactly what the
         uninterrupted run drew, and no RNG state needs saving.
         """
-        step_seed = mix_seed(self.seed, D.rank(), int(self.iteration))
+        step_seed = mix_seed(self.noise_seed(), D.rank(), int(self.iteration))
         self.generator().manual_seed(step_seed)
         torch.manual_seed(step_seed)
 
