@@ -1,9 +1,10 @@
-"""Evaluation callbacks (sample grids, FID, linear probe, kNN, zone accuracy, reconstruction).
+"""Evaluation callbacks (sample grids, FID, linear probe, kNN, zone accuracy, reconstruction) and the
+training diagnostic LossGradientMix (which loss term drives each parameter group).
 
 Configure them in a recipe under ``trainer.callbacks`` by short name, e.g.
-``- {class_path: ZoneAccuracy, init_args: {noise_scales: [0.0, 1.0]}}``. Each runs on rank 0 with the EMA
-weights after validation loops and ``lzn test``, logs its metrics through the Lightning loggers and prints a
-line saying what it computed.
+``- {class_path: ZoneAccuracy, init_args: {noise_scales: [0.0, 1.0]}}``. Each evaluation callback runs on
+rank 0 with the EMA weights after validation loops and ``lzn test``, logs its metrics through the Lightning
+loggers and prints a line saying what it computed.
 """
 
 from lzn_lightning.callbacks.anchor_bank import AnchorBank
@@ -11,6 +12,7 @@ from lzn_lightning.callbacks.base import EvalCallback, split_data
 from lzn_lightning.callbacks.classifier import SmallCNN, train_classifier
 from lzn_lightning.callbacks.conditional import ConditionalSampleAccuracy
 from lzn_lightning.callbacks.fid import FID, InceptionFeatures, frechet_distance
+from lzn_lightning.callbacks.gradient_mix import LossGradientMix
 from lzn_lightning.callbacks.probe import KNN, LinearProbe, knn_accuracy, linear_probe_accuracy
 from lzn_lightning.callbacks.reconstruction import ReconstructionL2
 from lzn_lightning.callbacks.samples import SampleGrid
@@ -25,6 +27,7 @@ __all__ = [
     "EvalCallback",
     "InceptionFeatures",
     "LinearProbe",
+    "LossGradientMix",
     "ReconstructionL2",
     "SampleGrid",
     "SmallCNN",

@@ -1,0 +1,117 @@
+"""Which loss term drives each parameter group: the gradient of every term taken on its own.
+
+The module logs each group's gradient norm of the *sum* of its loss terms (``train/health/grad_norm/...``).
+That cannot say whether an encoder learns mostly from its decoder or from an alignment term; comparing runs
+with a term switched off confounds the answer with everything else that differs between the runs. This
+callback decomposes the gradient of one step instead: same parameters, same batch, same noise.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+
+class LossGradientMix(pl.Callback):
+    """Every ``every_n_steps`` training steps, the gradient of each loss term on each parameter group.
+
+    Before the step runs, on the step's own batch and with the step's own noise (the module's per-step seeding
+    is applied first), the loss terms are computed again and each term's gradient is taken separately
+    (loss weights included, before clipping). Logged per optimiser group ``G`` (e.g. ``image.encoder``) and
+    term ``T`` (e.g. ``image/decoder``, ``align/image->label``):
+
+    * ``train/grad_mix/G/T/norm``: L2 norm of term T's gradient on G;
+    * ``train/grad_mix/G/T/share``: fraction of G's coordinates where T's gradient is the largest in
+      magnitude. Adam scales each coordinate by its own running RMS, so a coordinate's step direction follows
+      the term that dominates it whatever the loss scale: this, not the norm ratio, says who steers G;
+    * ``train/grad_mix/G/cos/T1|T2``: cosine between two terms' gradients on G;
+    * ``train/grad_mix/G/total_norm``: norm of the summed gradient, i.e. ``train/health/grad_norm/G`` of the
+      step that follows.
+
+    The training itself is unchanged: gradients are taken with ``torch.autograd.grad`` (``.grad`` untouched)
+    and module buffers (e.g. BatchNorm statistics) are restored after the extra forward pass. Each
+    measurement costs one forward and one backward per term; every rank measures its own batch (the loss
+    terms gather anchors across ranks) and rank 0 logs it, at the step number of the step that follows.
+
+    Args:
+        every_n_steps: Measure before every n-th training step (the first step included).
+    """
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.last: dict[str, float] = {}
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if int(pl_module.iteration) % self.every_n_steps:
+            return
+        self.last = self.measure(pl_module, batch, batch_idx)  # on every rank: the losses gather across ranks
+        if trainer.is_global_zero:
+            # Straight to the loggers at the coming step's number: values logged through pl_module.log in this
+            # hook would be repeated on the rows of the steps that do not measure.
+            for logger in trainer.loggers:
+                logger.log_metrics(self.last, step=trainer.global_step)
+
+    @staticmethod
+    def measure(pl_module: Any, batch: dict[str, Tensor], batch_idx: int = 0) -> dict[str, float]:
+        """The decomposition for one batch (metric name -> value), leaving parameters and buffers as found."""
+        buffers = [(buf, buf.detach().clone()) for buf in pl_module.buffers()]
+        pl_module.on_train_batch_start(batch, batch_idx)  # this step's noise, as the step will draw it
+        losses, _ = pl_module.losses(batch, train=True)
+        frozen = pl_module._frozen_groups()  # their gradients are dropped before the step: not measured
+        groups = [
+            (name, [p for p in g["params"] if p.requires_grad])
+            for i, g in enumerate(pl_module.optimizers().param_groups)
+            if (name := g.get("name", str(i))) not in frozen
+        ]
+        params = [p for _, ps in groups for p in ps]
+        grads: dict[str, list[Tensor | None]] = {}
+        terms = list(losses)
+        for i, term in enumerate(terms):
+            if not losses[term].requires_grad:  # e.g. a term on detached inputs only
+                grads[term] = [None] * len(params)
+                continue
+            grads[term] = list(
+                torch.autograd.grad(losses[term], params, retain_graph=i < len(terms) - 1, allow_unused=True)
+            )
+        with torch.no_grad():
+            for buf, saved in buffers:
+                buf.copy_(saved)
+        out: dict[str, float] = {}
+        start = 0
+        for name, ps in groups:
+            if not ps:
+                continue
+            per_term = {t: _flat(grads[t][start : start + len(ps)], ps) for t in terms}  # term -> [numel]
+            start += len(ps)
+            if not any(v.any() for v in per_term.values()):
+                continue  # a frozen or unused group
+            stacked = torch.stack([per_term[t].abs() for t in terms])  # [terms, numel]
+            live = stacked.amax(dim=0) > 0  # coordinates some term moves
+            winner = stacked[:, live].argmax(dim=0)  # [live coordinates]
+            for k, t in enumerate(terms):
+                out[f"train/grad_mix/{name}/{t}/norm"] = float(per_term[t].norm())
+                out[f"train/grad_mix/{name}/{t}/share"] = float((winner == k).float().mean())
+            for t1, t2 in itertools.combinations(terms, 2):
+                denom = per_term[t1].norm() * per_term[t2].norm()
+                cos = float(per_term[t1] @ per_term[t2] / denom) if denom > 0 else 0.0
+                out[f"train/grad_mix/{name}/cos/{t1}|{t2}"] = cos
+            out[f"train/grad_mix/{name}/total_norm"] = float(sum(per_term.values()).norm())  # type: ignore[union-attr]
+        return out
+
+
+def _flat(grads: list[Tensor | None], params: list[Tensor]) -> Tensor:
+    """One float32 vector of a group's gradients (zeros where a term does not reach a parameter)."""
+    return torch.cat(
+        [
+            (g if g is not None else torch.zeros_like(p)).detach().float().flatten()
+            for g, p in zip(grads, params, strict=True)
+        ]
+    )
