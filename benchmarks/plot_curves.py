@@ -6,6 +6,7 @@
         --metric zone_acc --reference "supervised CE at 800 steps=0.974" --out docs/img/mnist_joint_curve.png
 
 Each positional argument is ``label=path``; ``--reference label=value`` draws a horizontal line (repeatable).
+``label=path::metric`` plots that run's own metric instead of ``--metric`` (two terms of one log together).
 ``--log-y`` plots on a log scale (gradient norms that differ by orders of magnitude), e.g.
 
     python benchmarks/plot_curves.py "recipe=A/metrics.csv" "decoder cut off=B/metrics.csv" \
@@ -36,7 +37,7 @@ def points(path: Path, metric: str) -> list[tuple[int, float]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="label=path/to/metrics.csv")
+    p.add_argument("runs", nargs="+", help="label=path/to/metrics.csv, or label=path::metric")
     p.add_argument("--metric", default="zone_acc")
     p.add_argument("--reference", action="append", default=[], help="label=value: a horizontal line")
     p.add_argument("--ylabel", default="test accuracy through the label zones")
@@ -49,7 +50,8 @@ def main() -> None:
     table = []
     for spec in args.runs:
         label, path = spec.split("=", 1)
-        pts = points(Path(path), args.metric)
+        path, _, metric = path.partition("::")
+        pts = points(Path(path), metric or args.metric)
         ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=label)
         table += [(label, s, v) for s, v in pts]
     for spec in args.reference:

@@ -81,6 +81,10 @@ def test_plot_curves_draws_log_scale_and_prints_the_points(tmp_path: Path, monke
     assert "| cut | 50 |" not in printed  # the row without the metric is skipped
     assert Image.open(out).size[0] > 100
 
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", f"acc={csv_path}::val/zone_acc", "--out", str(out)])
+    plot_curves.main()  # a run's own metric after "::"
+    assert "| acc | 50 | 0.9000 |" in capsys.readouterr().out
+
     monkeypatch.setattr(sys, "argv", [*argv[:3], "train/nothing", "--out", str(out)])
     with pytest.raises(SystemExit, match="has no 'train/nothing' values"):
         plot_curves.main()
