@@ -63,7 +63,9 @@ def markdown_table(result: dict[str, Any]) -> str:
     metrics = METRICS[result["part"]]
     seeds = max((len(runs) for runs in result["runs"].values()), default=0)
     lines = [
-        f"| method ({seeds} seed{'s' if seeds != 1 else ''}) | " + " | ".join(metrics.values()) + " | fit s/run |",
+        f"| method ({seeds} seed{'s' if seeds != 1 else ''}) | "
+        + " | ".join(metrics.values())
+        + " | fit s/run |",
         "|---|" + "---:|" * (len(metrics) + 1),
     ]
     per_seed = []
@@ -71,6 +73,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         diverged = sum("diverged" in r for r in runs)
         runs = [r for r in runs if "diverged" not in r]
         label = name + (f" ({diverged} of {diverged + len(runs)} runs diverged)" if diverged else "")
+        if diverged + len(runs) < seeds:  # a variant measured on fewer seeds than the table's other rows
+            label += f" (seed {', '.join(str(r['seed']) for r in runs)} only)"
         cells = []
         for key, col in metrics.items():
             values = [r[key] for r in runs if key in r]
@@ -88,7 +92,9 @@ def markdown_table(result: dict[str, Any]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("jsons", type=Path, nargs="+")
-    p.add_argument("--out", type=Path, help="markdown file whose quality_<stem> sections are written/replaced")
+    p.add_argument(
+        "--out", type=Path, help="markdown file whose quality_<stem> sections are written/replaced"
+    )
     args = p.parse_args()
     for path in args.jsons:
         table = markdown_table(json.loads(path.read_text()))

@@ -88,3 +88,20 @@ def test_plot_curves_draws_log_scale_and_prints_the_points(tmp_path: Path, monke
     monkeypatch.setattr(sys, "argv", [*argv[:3], "train/nothing", "--out", str(out)])
     with pytest.raises(SystemExit, match="has no 'train/nothing' values"):
         plot_curves.main()
+
+
+def test_table_names_the_seeds_of_a_variant_run_on_fewer_of_them() -> None:
+    from quality_tables import markdown_table
+
+    run = {"n_test": 10, "fit_seconds": 1.0}
+    result = {
+        "part": "joint",
+        "runs": {
+            "LZN joint (recipe)": [{"seed": s, "test_accuracy": a, **run} for s, a in ((0, 0.9), (1, 0.8))],
+            "LZN joint (x=1)": [{"seed": 0, "test_accuracy": 0.7, **run}],
+        },
+    }
+    table = markdown_table(result)
+    assert "| method (2 seeds) |" in table
+    assert "| LZN joint (recipe) | 85.00 ± 5.00 |" in table
+    assert "| LZN joint (x=1) (seed 0 only) | 70.00 |" in table
