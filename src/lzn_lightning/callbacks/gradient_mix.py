@@ -26,8 +26,9 @@ class LossGradientMix(pl.Callback):
 
     * ``train/grad_mix/G/T/norm``: L2 norm of term T's gradient on G;
     * ``train/grad_mix/G/T/share``: fraction of G's coordinates where T's gradient is the largest in
-      magnitude. Adam scales each coordinate by its own running RMS, so a coordinate's step direction follows
-      the term that dominates it whatever the loss scale: this, not the norm ratio, says who steers G;
+      magnitude. Adam scales each coordinate by its own running RMS, so a term that is small in norm can
+      still set the sign of many coordinates' steps; this share shows that for the measured step (what Adam
+      accumulates over steps is not measured);
     * ``train/grad_mix/G/cos/T1|T2``: cosine between two terms' gradients on G;
     * ``train/grad_mix/G/total_norm``: norm of the summed gradient, i.e. ``train/health/grad_norm/G`` of the
       step that follows.
@@ -92,7 +93,7 @@ class LossGradientMix(pl.Callback):
             per_term = {t: _flat(grads[t][start : start + len(ps)], ps) for t in terms}  # term -> [numel]
             start += len(ps)
             if not any(v.any() for v in per_term.values()):
-                continue  # a frozen or unused group
+                continue  # a group no term reaches
             stacked = torch.stack([per_term[t].abs() for t in terms])  # [terms, numel]
             live = stacked.amax(dim=0) > 0  # coordinates some term moves
             winner = stacked[:, live].argmax(dim=0)  # [live coordinates]
