@@ -11,6 +11,7 @@ Each positional argument is ``label=path``; ``--reference label=value`` draws a 
 
     python benchmarks/plot_curves.py "recipe=A/metrics.csv" "decoder cut off=B/metrics.csv" \
         --metric train/health/grad_norm/image.encoder --ylabel "encoder gradient norm" --log-y --out g.png
+
 Prints the plotted points as a Markdown table, so the numbers behind the figure can go next to it.
 """
 

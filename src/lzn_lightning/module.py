@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -37,7 +36,7 @@ from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
 from lzn_lightning.inference import LZNInference
 from lzn_lightning.latent import alignment_loss, compute_latent, nearest_anchor, trace_back
 from lzn_lightning.modality import Modality
-from lzn_lightning.seeding import mix_seed
+from lzn_lightning.seeding import mix_seed, trainer_seed
 
 _BANK_PREFIX = "anchor_bank_"  # buffer (state-dict key) of a field's anchor bank: anchor_bank_<field>
 _LEGACY_BANK_KEY = "anchor_bank_images"  # checkpoints from before per-field banks: the encoded field's bank
@@ -198,7 +197,7 @@ class LZNLightningModule(pl.LightningModule):
     # ------------------------------------------------------------------------------------------ randomness
     def noise_seed(self) -> int:
         """Seed of prior noise and RF times: ``seed``, or the trainer's (``seed_everything``) when None."""
-        return self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return self.seed if self.seed is not None else trainer_seed()
 
     def generator(self) -> torch.Generator:
         """This rank's generator for prior noise and RF times (reseeded at every training step)."""

@@ -6,7 +6,14 @@ from a checkpoint needs no saved RNG state.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+
+
+def trainer_seed() -> int:
+    """The trainer's seed (``seed_everything``, which Lightning's own samplers use too); 0 when none was set."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 def mix_seed(*values: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -14,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from lzn_lightning.data.errors import DatasetNotFoundError
 from lzn_lightning.data.resumable import ResumableDataLoader, ResumableSampler
 from lzn_lightning.data.transforms import two_view_transform
+from lzn_lightning.seeding import trainer_seed
 
 
 class LZNDataModule(pl.LightningDataModule):
@@ -191,9 +191,7 @@ class LZNDataModule(pl.LightningDataModule):
             "persistent_workers": workers > 0,
         }
         if train:
-            # The trainer's seed (seed_everything), which Lightning's own samplers use too.
-            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            sampler = ResumableSampler(dataset, self.world_size, self.global_rank, seed)
+            sampler = ResumableSampler(dataset, self.world_size, self.global_rank, trainer_seed())
             return ResumableDataLoader(dataset, batch_size, sampler, self._trained_batches, **common)
         return DataLoader(dataset, batch_size=batch_size, drop_last=self.eval_drop_last, **common)
 
