@@ -74,7 +74,7 @@ def markdown_table(result: dict[str, Any]) -> str:
         runs = [r for r in runs if "diverged" not in r]
         label = name + (f" ({diverged} of {diverged + len(runs)} runs diverged)" if diverged else "")
         if diverged + len(runs) < seeds:  # a variant measured on fewer seeds than the table's other rows
-            label += f" (seed {', '.join(str(r['seed']) for r in runs)} only)"
+            label += f" (seed{'s' if len(runs) > 1 else ''} {', '.join(str(r['seed']) for r in runs)} only)"
         cells = []
         for key, col in metrics.items():
             values = [r[key] for r in runs if key in r]

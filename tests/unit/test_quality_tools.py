@@ -97,11 +97,15 @@ def test_table_names_the_seeds_of_a_variant_run_on_fewer_of_them() -> None:
     result = {
         "part": "joint",
         "runs": {
-            "LZN joint (recipe)": [{"seed": s, "test_accuracy": a, **run} for s, a in ((0, 0.9), (1, 0.8))],
+            "LZN joint (recipe)": [
+                {"seed": s, "test_accuracy": a, **run} for s, a in ((0, 0.9), (1, 0.8), (2, 0.85))
+            ],
             "LZN joint (x=1)": [{"seed": 0, "test_accuracy": 0.7, **run}],
+            "LZN joint (x=2)": [{"seed": s, "test_accuracy": 0.6, **run} for s in (0, 1)],
         },
     }
     table = markdown_table(result)
-    assert "| method (2 seeds) |" in table
-    assert "| LZN joint (recipe) | 85.00 ± 5.00 |" in table
+    assert "| method (3 seeds) |" in table
+    assert "| LZN joint (recipe) | 85.00 ± 4.08 |" in table
     assert "| LZN joint (x=1) (seed 0 only) | 70.00 |" in table
+    assert "| LZN joint (x=2) (seeds 0, 1 only) | 60.00 ± 0.00 |" in table
