@@ -306,7 +306,12 @@ class LZNLightningModule(pl.LightningModule):
         return sorted(set(fields))
 
     # ------------------------------------------------------------------------------------------ training
-    def _frozen_groups(self) -> set[str]:
+    def frozen_groups(self) -> set[str]:
+        """Names of the parameter groups ``freeze_after`` has frozen at the current iteration.
+
+        Their gradients are dropped before each optimiser step; callbacks that measure gradients
+        (``LossGradientMix``) skip them too.
+        """
         step = int(self.iteration)
         return {key for key, at in self.freeze_after.items() if step >= at}
 
@@ -325,7 +330,7 @@ class LZNLightningModule(pl.LightningModule):
         """One manual optimisation step with the rank-consistent skip rules."""
         opt = self.optimizers()
         scheduler = self.lr_schedulers()
-        frozen = self._frozen_groups()
+        frozen = self.frozen_groups()
         losses, stats = self.losses(batch, train=True)
         total = torch.stack(list(losses.values())).sum()
         self.iteration += 1  # counts skipped steps too, like the reference's iteration counter

@@ -66,7 +66,7 @@ class LossGradientMix(pl.Callback):
         buffers = [(buf, buf.detach().clone()) for buf in pl_module.buffers()]
         pl_module.on_train_batch_start(batch, batch_idx)  # this step's noise, as the step will draw it
         losses, _ = pl_module.losses(batch, train=True)
-        frozen = pl_module._frozen_groups()  # their gradients are dropped before the step: not measured
+        frozen = pl_module.frozen_groups()  # their gradients are dropped before the step: not measured
         groups = [
             (name, [p for p in g["params"] if p.requires_grad])
             for i, g in enumerate(pl_module.optimizers().param_groups)
