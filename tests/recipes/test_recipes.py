@@ -95,3 +95,29 @@ def test_recipe_smoke_run_and_checkpoint_round_trip(recipe: Path, tmp_path: Path
         x = modality.example_batch(4, torch.Generator().manual_seed(0))
         with torch.no_grad():
             torch.testing.assert_close(loaded.modalities[name].encode(x), modality.encode(x))
+
+
+
+OVERLAYS = sorted((ROOT / "benchmarks" / "configs").glob("*.yaml"))
+
+
+def _overlay_chain(overlay: Path) -> list[Path]:
+    """The configs an overlay goes after, from its first line: "# Overlay on recipes/X.yaml: ..." or
+    "# Overlay after Y.yaml: ..." (another overlay in the same folder), recipe first."""
+    words = overlay.read_text().split("\n", 1)[0].split()
+    assert words[:2] == ["#", "Overlay"] and words[2] in ("on", "after"), (
+        f"{overlay.name}: the first line names what it overlays ('# Overlay on recipes/X.yaml: ...')"
+    )
+    base = words[3].rstrip(":")
+    if words[2] == "on":
+        return [ROOT / base, overlay]
+    return [*_overlay_chain(overlay.parent / base), overlay]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.stem)
+def test_benchmark_overlay_parses_after_what_it_names(overlay: Path) -> None:
+    chain = _overlay_chain(overlay)
+    assert all(p.exists() for p in chain), f"{overlay.name} names a missing config: {chain}"
+    with pytest.raises(SystemExit) as info:
+        main(["fit", *(a for p in chain for a in ("--config", str(p))), "--print_config"])
+    assert info.value.code == 0

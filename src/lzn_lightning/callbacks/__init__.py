@@ -1,5 +1,6 @@
 """Evaluation callbacks (sample grids, FID, linear probe, kNN, zone accuracy, reconstruction) and the
-training diagnostic LossGradientMix (which loss term drives each parameter group).
+training diagnostics LossGradientMix (which loss term drives each parameter group's gradient) and
+AdamStepMix (which loss term makes each group's Adam step).
 
 Configure them in a recipe under ``trainer.callbacks`` by short name, e.g.
 ``- {class_path: ZoneAccuracy, init_args: {noise_scales: [0.0, 1.0]}}``. Each evaluation callback runs on
@@ -7,6 +8,7 @@ rank 0 with the EMA weights after validation loops and ``lzn test``, logs its me
 loggers and prints a line saying what it computed.
 """
 
+from lzn_lightning.callbacks.adam_step_mix import AdamStepMix
 from lzn_lightning.callbacks.anchor_bank import AnchorBank
 from lzn_lightning.callbacks.base import EvalCallback, split_data
 from lzn_lightning.callbacks.classifier import SmallCNN, train_classifier
@@ -22,6 +24,7 @@ from lzn_lightning.callbacks.zone_accuracy import ZoneAccuracy
 __all__ = [
     "FID",
     "KNN",
+    "AdamStepMix",
     "AnchorBank",
     "ConditionalSampleAccuracy",
     "EvalCallback",

@@ -63,49 +63,69 @@ class LossGradientMix(pl.Callback):
     @staticmethod
     def measure(pl_module: Any, batch: dict[str, Tensor], batch_idx: int = 0) -> dict[str, float]:
         """The decomposition for one batch (metric name -> value), leaving parameters and buffers as found."""
-        buffers = [(buf, buf.detach().clone()) for buf in pl_module.buffers()]
-        pl_module.on_train_batch_start(batch, batch_idx)  # this step's noise, as the step will draw it
-        losses, _ = pl_module.losses(batch, train=True)
-        frozen = pl_module.frozen_groups()  # their gradients are dropped before the step: not measured
-        groups = [
-            (name, [p for p in g["params"] if p.requires_grad])
-            for i, g in enumerate(pl_module.optimizers().param_groups)
-            if (name := g.get("name", str(i))) not in frozen
-        ]
-        params = [p for _, ps in groups for p in ps]
-        grads: dict[str, list[Tensor | None]] = {}
-        terms = list(losses)
-        for i, term in enumerate(terms):
-            if not losses[term].requires_grad:  # e.g. a term on detached inputs only
-                grads[term] = [None] * len(params)
-                continue
-            grads[term] = list(
-                torch.autograd.grad(losses[term], params, retain_graph=i < len(terms) - 1, allow_unused=True)
-            )
-        with torch.no_grad():
-            for buf, saved in buffers:
-                buf.copy_(saved)
         out: dict[str, float] = {}
-        start = 0
-        for name, ps in groups:
-            if not ps:
-                continue
-            per_term = {t: _flat(grads[t][start : start + len(ps)], ps) for t in terms}  # term -> [numel]
-            start += len(ps)
-            if not any(v.any() for v in per_term.values()):
+        for name, per_term in term_gradients(pl_module, batch, batch_idx).items():
+            flat = {t: _flat(gs, ps) for t, (gs, ps) in per_term.items()}  # term -> [numel]
+            terms = list(flat)
+            if not any(v.any() for v in flat.values()):
                 continue  # a group no term reaches
-            stacked = torch.stack([per_term[t].abs() for t in terms])  # [terms, numel]
+            stacked = torch.stack([flat[t].abs() for t in terms])  # [terms, numel]
             live = stacked.amax(dim=0) > 0  # coordinates some term moves
             winner = stacked[:, live].argmax(dim=0)  # [live coordinates]
             for k, t in enumerate(terms):
-                out[f"train/grad_mix/{name}/{t}/norm"] = float(per_term[t].norm())
+                out[f"train/grad_mix/{name}/{t}/norm"] = float(flat[t].norm())
                 out[f"train/grad_mix/{name}/{t}/share"] = float((winner == k).float().mean())
             for t1, t2 in itertools.combinations(terms, 2):
-                denom = per_term[t1].norm() * per_term[t2].norm()
-                cos = float(per_term[t1] @ per_term[t2] / denom) if denom > 0 else 0.0
+                denom = flat[t1].norm() * flat[t2].norm()
+                cos = float(flat[t1] @ flat[t2] / denom) if denom > 0 else 0.0
                 out[f"train/grad_mix/{name}/cos/{t1}|{t2}"] = cos
-            out[f"train/grad_mix/{name}/total_norm"] = float(sum(per_term.values()).norm())  # type: ignore[union-attr]
+            out[f"train/grad_mix/{name}/total_norm"] = float(sum(flat.values()).norm())  # type: ignore[union-attr]
         return out
+
+
+TermGradients = dict[str, dict[str, tuple[list[Tensor | None], list[Tensor]]]]
+
+
+def term_gradients(pl_module: Any, batch: dict[str, Tensor], batch_idx: int = 0) -> TermGradients:
+    """Each loss term's gradient on each trainable, unfrozen optimiser group, for the coming training step.
+
+    The step's own noise is drawn (the module's per-step seeding is applied first), the loss terms are
+    computed again and each term's gradient is taken with ``torch.autograd.grad``: ``.grad`` stays untouched,
+    and module buffers (e.g. BatchNorm statistics) are restored after the extra forward pass.
+
+    Returns:
+        group name -> term -> (one gradient per parameter, None where the term does not reach it; the
+        group's parameters), weights of the loss included, before clipping, on this rank's batch.
+    """
+    buffers = [(buf, buf.detach().clone()) for buf in pl_module.buffers()]
+    pl_module.on_train_batch_start(batch, batch_idx)  # this step's noise, as the step will draw it
+    losses, _ = pl_module.losses(batch, train=True)
+    frozen = pl_module.frozen_groups()  # their gradients are dropped before the step: not measured
+    groups = [
+        (name, [p for p in g["params"] if p.requires_grad])
+        for i, g in enumerate(pl_module.optimizers().param_groups)
+        if (name := g.get("name", str(i))) not in frozen
+    ]
+    groups = [(name, ps) for name, ps in groups if ps]
+    params = [p for _, ps in groups for p in ps]
+    grads: dict[str, list[Tensor | None]] = {}
+    terms = list(losses)
+    for i, term in enumerate(terms):
+        if not losses[term].requires_grad:  # e.g. a term on detached inputs only
+            grads[term] = [None] * len(params)
+            continue
+        grads[term] = list(
+            torch.autograd.grad(losses[term], params, retain_graph=i < len(terms) - 1, allow_unused=True)
+        )
+    with torch.no_grad():
+        for buf, saved in buffers:
+            buf.copy_(saved)
+    out: TermGradients = {}
+    start = 0
+    for name, ps in groups:
+        out[name] = {t: (grads[t][start : start + len(ps)], ps) for t in terms}
+        start += len(ps)
+    return out
 
 
 def _flat(grads: list[Tensor | None], params: list[Tensor]) -> Tensor:
