@@ -51,6 +51,11 @@ def test_term_moments_add_up_to_adams_and_training_is_unchanged(tmp_path: Path) 
         assert sum(shares) == pytest.approx(1.0, abs=1e-4)
         assert float(r[f"train/adam_mix/image.decoder/{ALIGN}/step_share"]) == 0.0  # never reaches it
         assert float(r[f"train/adam_mix/image.decoder/{DEC}/step_share"]) == pytest.approx(1.0, abs=1e-4)
+        # The decoder group learns from its own loss alone: that term's gradient is the step's, as the module
+        # logs it for the same step.
+        assert float(r[f"train/adam_mix/image.decoder/{DEC}/grad_norm"]) == pytest.approx(
+            float(r["train/health/grad_norm/image.decoder"]), rel=1e-4
+        )
     # The decoder reaches the encoder only once its zero-initialised layers moved (from the third step on).
     assert float(rows[0][f"train/adam_mix/{ENC}/{DEC}/step_norm"]) == 0.0
     assert float(rows[-1][f"train/adam_mix/{ENC}/{DEC}/step_norm"]) > 0

@@ -42,6 +42,8 @@ class AdamStepMix(pl.Callback):
     * ``train/adam_mix/G/T/step_share``: ``<u_T, u> / |u|^2``, the part of Adam's step ``u`` (along its own
       direction) that term T makes. The shares of a group add up to 1;
     * ``train/adam_mix/G/T/step_norm``: ``|u_T| / |u|``;
+    * ``train/adam_mix/G/T/grad_norm``: the norm of term T's gradient of this step alone (before clipping),
+      for comparison: what ``LossGradientMix`` logs as ``norm``;
     * ``train/adam_mix/G/moment_residual``: ``|sum_T m_T - m| / |m|`` against the optimiser's own first moment
       ``m``: a check of the decomposition, float32 rounding when it holds.
 
@@ -63,6 +65,7 @@ class AdamStepMix(pl.Callback):
         self.last: dict[str, float] = {}
         self._pending: dict[str, dict[int, Tensor]] = {}  # this step's clipped term gradients
         self._steps_before: dict[int, float] = {}
+        self._grad_norms: dict[str, float] = {}
         self._started = False
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -87,7 +90,7 @@ class AdamStepMix(pl.Callback):
             }
             self._started = True
         per_group = term_gradients(pl_module, batch, batch_idx)
-        pending: dict[str, dict[int, Tensor]] = {}
+        pending: dict[str, dict[int, Tensor]] = {}  # term -> id(parameter) -> gradient
         for per_term in per_group.values():
             for term, (grads, params) in per_term.items():
                 for g, p in zip(grads, params, strict=True):
@@ -98,6 +101,14 @@ class AdamStepMix(pl.Callback):
                 for g in grads.values():
                     dist.all_reduce(g)
                     g /= D.world_size()
+        self._grad_norms = {
+            f"train/adam_mix/{name}/{term}/grad_norm": sum(
+                float(g.pow(2).sum()) for p in params if (g := pending.get(term, {}).get(id(p))) is not None
+            )
+            ** 0.5
+            for name, per_term in per_group.items()
+            for term, (_, params) in per_term.items()
+        }
         total_sq = sum(
             float(sum(ts).pow(2).sum())
             for ts in _by_param(pending).values()  # each parameter's summed gradient
@@ -128,7 +139,7 @@ class AdamStepMix(pl.Callback):
         self._pending = {}
         step = int(getattr(pl_module, "iteration", trainer.global_step))
         if stepped and step % self.log_every_n_steps == 0:
-            self.last = self.shares(opt)
+            self.last = {**self.shares(opt), **self._grad_norms}
             if trainer.is_global_zero:
                 for logger in trainer.loggers:
                     logger.log_metrics(self.last, step=trainer.global_step - 1)  # the row of the step taken
