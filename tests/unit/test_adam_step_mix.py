@@ -47,8 +47,10 @@ def test_term_moments_add_up_to_adams_and_training_is_unchanged(tmp_path: Path) 
         # The decomposition is exact up to float32 rounding; a missed clip factor or a skipped
         # bias correction would be off by far more than 1e-4.
         assert float(r[f"train/adam_mix/{ENC}/moment_residual"]) < 1e-4
-        shares = [float(r[f"train/adam_mix/{ENC}/{t}/step_share"]) for t in (DEC, ALIGN)]
-        assert sum(shares) == pytest.approx(1.0, abs=1e-4)
+        for kind in ("step_share", "grad_share"):
+            shares = [float(r[f"train/adam_mix/{ENC}/{t}/{kind}"]) for t in (DEC, ALIGN)]
+            assert sum(shares) == pytest.approx(1.0, abs=1e-4)
+        assert float(r[f"train/adam_mix/image.decoder/{DEC}/grad_share"]) == pytest.approx(1.0, abs=1e-5)
         assert float(r[f"train/adam_mix/image.decoder/{ALIGN}/step_share"]) == 0.0  # never reaches it
         assert float(r[f"train/adam_mix/image.decoder/{DEC}/step_share"]) == pytest.approx(1.0, abs=1e-4)
         # The decoder group learns from its own loss alone: that term's gradient is the step's, as the module

@@ -42,8 +42,9 @@ class AdamStepMix(pl.Callback):
     * ``train/adam_mix/G/T/step_share``: ``<u_T, u> / |u|^2``, the part of Adam's step ``u`` (along its own
       direction) that term T makes. The shares of a group add up to 1;
     * ``train/adam_mix/G/T/step_norm``: ``|u_T| / |u|``;
-    * ``train/adam_mix/G/T/grad_norm``: the norm of term T's gradient of this step alone (before clipping),
-      for comparison: what ``LossGradientMix`` logs as ``norm``;
+    * ``train/adam_mix/G/T/grad_share`` and ``grad_norm``: the same share of this step's gradient alone
+      (``<g_T, g> / |g|^2``, what a step without momentum and per-coordinate scaling would take) and the
+      norm of term T's gradient (``LossGradientMix``'s ``norm``), to compare with the Adam step;
     * ``train/adam_mix/G/moment_residual``: ``|sum_T m_T - m| / |m|`` against the optimiser's own first moment
       ``m``: a check of the decomposition, float32 rounding when it holds.
 
@@ -65,7 +66,7 @@ class AdamStepMix(pl.Callback):
         self.last: dict[str, float] = {}
         self._pending: dict[str, dict[int, Tensor]] = {}  # this step's clipped term gradients
         self._steps_before: dict[int, float] = {}
-        self._grad_norms: dict[str, float] = {}
+        self._grad_stats: dict[str, float] = {}
         self._started = False
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -101,14 +102,22 @@ class AdamStepMix(pl.Callback):
                 for g in grads.values():
                     dist.all_reduce(g)
                     g /= D.world_size()
-        self._grad_norms = {
-            f"train/adam_mix/{name}/{term}/grad_norm": sum(
-                float(g.pow(2).sum()) for p in params if (g := pending.get(term, {}).get(id(p))) is not None
-            )
-            ** 0.5
-            for name, per_term in per_group.items()
-            for term, (_, params) in per_term.items()
-        }
+        self._grad_stats = {}
+        for name, per_term in per_group.items():
+            params = next(iter(per_term.values()))[1]
+            zero = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+            flat = {  # term -> [numel of the group]
+                t: torch.cat(
+                    [pending.get(t, {}).get(id(p), z).flatten() for p, z in zip(params, zero, strict=True)]
+                )
+                for t in per_term
+            }
+            step_grad = sum(flat.values(), torch.zeros(1))  # [numel]: the step's gradient on the group
+            g_sq = float(step_grad @ step_grad)
+            for t, g_t in flat.items():
+                self._grad_stats[f"train/adam_mix/{name}/{t}/grad_norm"] = float(g_t.norm())
+                if g_sq > 0:
+                    self._grad_stats[f"train/adam_mix/{name}/{t}/grad_share"] = float(g_t @ step_grad) / g_sq
         total_sq = sum(
             float(sum(ts).pow(2).sum())
             for ts in _by_param(pending).values()  # each parameter's summed gradient
@@ -139,7 +148,7 @@ class AdamStepMix(pl.Callback):
         self._pending = {}
         step = int(getattr(pl_module, "iteration", trainer.global_step))
         if stepped and step % self.log_every_n_steps == 0:
-            self.last = {**self.shares(opt), **self._grad_norms}
+            self.last = {**self.shares(opt), **self._grad_stats}
             if trainer.is_global_zero:
                 for logger in trainer.loggers:
                     logger.log_metrics(self.last, step=trainer.global_step - 1)  # the row of the step taken
