@@ -42,6 +42,7 @@ def test_term_moments_add_up_to_adams_and_training_is_unchanged(tmp_path: Path) 
         assert torch.equal(p, q)  # measuring changed nothing in the run
     rows = [r for r in _rows(tmp_path / "mix") if r.get(f"train/adam_mix/{ENC}/moment_residual")]
     assert len(rows) == 5  # after each of the 5 steps
+    assert not any(BEFORE in k for k in rows[0])  # a fresh optimiser: no earlier moment to account for
     for r in rows:
         assert "train/loss" in r  # on the row of the step it describes
         # The decomposition is exact up to float32 rounding; a missed clip factor or a skipped

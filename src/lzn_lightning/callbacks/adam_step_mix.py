@@ -83,12 +83,14 @@ class AdamStepMix(pl.Callback):
     ) -> None:
         opt = _adam(pl_module)
         if not self._started:  # a resumed optimiser already holds a first moment: keep it as its own term
-            self.moments[BEFORE] = {
+            before = {
                 id(p): st["exp_avg"].detach().clone()
                 for g in opt.param_groups
                 for p in g["params"]
                 if (st := opt.state.get(p)) and "exp_avg" in st
             }
+            if before:
+                self.moments[BEFORE] = before
             self._started = True
         per_group = term_gradients(pl_module, batch, batch_idx)
         pending: dict[str, dict[int, Tensor]] = {}  # term -> id(parameter) -> gradient
