@@ -92,3 +92,20 @@ def test_a_resumed_run_keeps_the_earlier_moment_as_its_own_term(tmp_path: Path) 
 def test_bad_interval() -> None:
     with pytest.raises(ValueError, match="log_every_n_steps must be >= 1"):
         AdamStepMix(log_every_n_steps=0)
+
+
+def test_benchmark_table_reads_the_logged_shares(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+    from adam_mix_table import adam_mix_table
+
+    _fit(tmp_path, [AdamStepMix(log_every_n_steps=2)], steps=4)
+    metrics = tmp_path / "r" / "version_0" / "metrics.csv"
+    table = adam_mix_table(metrics, ENC, DEC, ALIGN).splitlines()
+    assert [line.split(" | ")[0] for line in table[2:4]] == ["| 2", "| 4"]  # one row per logged step
+    assert table[-1].startswith("Largest moment_residual: ")
+    with pytest.raises(SystemExit, match="logs no term 'text/decoder'"):
+        adam_mix_table(metrics, ENC, "text/decoder", ALIGN)
+    with pytest.raises(SystemExit, match="no AdamStepMix values for group 'nope'"):
+        adam_mix_table(metrics, "nope", DEC, ALIGN)
