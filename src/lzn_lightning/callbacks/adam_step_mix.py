@@ -114,7 +114,9 @@ class AdamStepMix(pl.Callback):
                 )
                 for t in per_term
             }
-            step_grad = sum(flat.values(), torch.zeros(1))  # [numel]: the step's gradient on the group
+            step_grad = torch.stack(list(flat.values())).sum(
+                dim=0
+            )  # [numel]: the step's gradient on the group
             g_sq = float(step_grad @ step_grad)
             for t, g_t in flat.items():
                 self._grad_stats[f"train/adam_mix/{name}/{t}/grad_norm"] = float(g_t.norm())
