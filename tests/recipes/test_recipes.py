@@ -75,7 +75,9 @@ def tiny_override(recipe: Path, folder: Path) -> Path:
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_smoke_run_and_checkpoint_round_trip(recipe: Path, tmp_path: Path) -> None:
     tiny = tiny_override(recipe, tmp_path)
-    cli = main(["fit", "--config", str(recipe), "--config", str(tiny), f"--trainer.default_root_dir={tmp_path}"])
+    cli = main(
+        ["fit", "--config", str(recipe), "--config", str(tiny), f"--trainer.default_root_dir={tmp_path}"]
+    )
     assert cli is not None and cli.trainer.global_step == 2
     ckpts = sorted(tmp_path.rglob("last.ckpt"))
     assert ckpts, f"no last.ckpt under {tmp_path}"
@@ -95,7 +97,6 @@ def test_recipe_smoke_run_and_checkpoint_round_trip(recipe: Path, tmp_path: Path
         x = modality.example_batch(4, torch.Generator().manual_seed(0))
         with torch.no_grad():
             torch.testing.assert_close(loaded.modalities[name].encode(x), modality.encode(x))
-
 
 
 OVERLAYS = sorted((ROOT / "benchmarks" / "configs").glob("*.yaml"))
