@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from lzn_lightning import distributed as D
-from lzn_lightning.callbacks.gradient_mix import term_gradients
+from lzn_lightning.callbacks.gradient_mix import flatten_gradients, term_gradients
 
 # The first moment already in the optimiser when tracking started (a resumed run).
 BEFORE = "(before tracking)"
@@ -67,7 +67,6 @@ class AdamStepMix(pl.Callback):
         self._pending: dict[str, dict[int, Tensor]] = {}  # this step's clipped term gradients
         self._steps_before: dict[int, float] = {}
         self._grad_stats: dict[str, float] = {}
-        self._started = False
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         opt = _adam(pl_module)
@@ -78,20 +77,21 @@ class AdamStepMix(pl.Callback):
                     "AMSGrad or maximize, which it does not model"
                 )
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        opt = _adam(pl_module)  # restored from the checkpoint by now when the fit resumes
+        before = {
+            id(p): st["exp_avg"].detach().clone()
+            for g in opt.param_groups
+            for p in g["params"]
+            if (st := opt.state.get(p)) and "exp_avg" in st
+        }
+        if before:  # a resumed optimiser already holds a first moment: keep it as its own term
+            self.moments[BEFORE] = before
+
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         opt = _adam(pl_module)
-        if not self._started:  # a resumed optimiser already holds a first moment: keep it as its own term
-            before = {
-                id(p): st["exp_avg"].detach().clone()
-                for g in opt.param_groups
-                for p in g["params"]
-                if (st := opt.state.get(p)) and "exp_avg" in st
-            }
-            if before:
-                self.moments[BEFORE] = before
-            self._started = True
         per_group = term_gradients(pl_module, batch, batch_idx)
         pending: dict[str, dict[int, Tensor]] = {}  # term -> id(parameter) -> gradient
         for per_term in per_group.values():
@@ -105,27 +105,21 @@ class AdamStepMix(pl.Callback):
                     dist.all_reduce(g)
                     g /= D.world_size()
         self._grad_stats = {}
+        total_sq = 0.0  # squared norm of the step's whole gradient, for the clip factor
         for name, per_term in per_group.items():
             params = next(iter(per_term.values()))[1]
-            zero = [torch.zeros_like(p, dtype=torch.float32) for p in params]
             flat = {  # term -> [numel of the group]
-                t: torch.cat(
-                    [pending.get(t, {}).get(id(p), z).flatten() for p, z in zip(params, zero, strict=True)]
-                )
+                t: flatten_gradients([pending.get(t, {}).get(id(p)) for p in params], params)
                 for t in per_term
             }
-            step_grad = torch.stack(list(flat.values())).sum(
-                dim=0
-            )  # [numel]: the step's gradient on the group
+            # [numel]: the step's gradient on the group
+            step_grad = torch.stack(list(flat.values())).sum(dim=0)
             g_sq = float(step_grad @ step_grad)
+            total_sq += g_sq
             for t, g_t in flat.items():
                 self._grad_stats[f"train/adam_mix/{name}/{t}/grad_norm"] = float(g_t.norm())
                 if g_sq > 0:
                     self._grad_stats[f"train/adam_mix/{name}/{t}/grad_share"] = float(g_t @ step_grad) / g_sq
-        total_sq = sum(
-            float(sum(ts).pow(2).sum())
-            for ts in _by_param(pending).values()  # each parameter's summed gradient
-        )
         clip = float(getattr(pl_module, "grad_clip", 0.0))
         # clip_grads_with_norm_'s factor: max_norm / (norm + 1e-6), never above 1
         factor = min(1.0, clip / (total_sq**0.5 + 1e-6)) if clip > 0 else 1.0
@@ -209,12 +203,3 @@ def _adam(pl_module: Any) -> torch.optim.Optimizer:
 def _step(opt: torch.optim.Optimizer, p: Tensor) -> float:
     st = opt.state.get(p)
     return float(st["step"]) if st and "step" in st else 0.0
-
-
-def _by_param(pending: dict[str, dict[int, Tensor]]) -> dict[int, list[Tensor]]:
-    """id(parameter) -> the terms' gradients on it."""
-    out: dict[int, list[Tensor]] = {}
-    for grads in pending.values():
-        for k, g in grads.items():
-            out.setdefault(k, []).append(g)
-    return out

@@ -65,7 +65,7 @@ class LossGradientMix(pl.Callback):
         """The decomposition for one batch (metric name -> value), leaving parameters and buffers as found."""
         out: dict[str, float] = {}
         for name, per_term in term_gradients(pl_module, batch, batch_idx).items():
-            flat = {t: _flat(gs, ps) for t, (gs, ps) in per_term.items()}  # term -> [numel]
+            flat = {t: flatten_gradients(gs, ps) for t, (gs, ps) in per_term.items()}  # term -> [numel]
             terms = list(flat)
             if not any(v.any() for v in flat.values()):
                 continue  # a group no term reaches
@@ -128,7 +128,7 @@ def term_gradients(pl_module: Any, batch: dict[str, Tensor], batch_idx: int = 0)
     return out
 
 
-def _flat(grads: list[Tensor | None], params: list[Tensor]) -> Tensor:
+def flatten_gradients(grads: list[Tensor | None], params: list[Tensor]) -> Tensor:
     """One float32 vector of a group's gradients (zeros where a term does not reach a parameter)."""
     return torch.cat(
         [
