@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from tiny_lzn import tiny_data, tiny_model, tiny_trainer
+from tiny_lzn import logged_rows, tiny_data, tiny_model, tiny_trainer
 
 from lzn_lightning.callbacks import AdamStepMix
 from lzn_lightning.callbacks.adam_step_mix import BEFORE
@@ -17,11 +16,7 @@ ENC, DEC, ALIGN = "image.encoder", "image/decoder", "align/image->label"
 
 
 def _rows(root: Path) -> list[dict[str, str]]:
-    merged: dict[str, dict[str, str]] = {}  # step -> every value logged at it
-    with (root / "r" / "version_0" / "metrics.csv").open() as f:
-        for row in csv.DictReader(f):
-            merged.setdefault(row["step"], {}).update({k: v for k, v in row.items() if v})
-    return [merged[s] for s in sorted(merged, key=int)]
+    return logged_rows(root / "r" / "version_0")
 
 
 def _fit(root: Path, callbacks: list, steps: int = 5, ckpt: Path | None = None, **model_kw):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from tiny_lzn import tiny_data, tiny_model, tiny_trainer
+from tiny_lzn import logged_rows, tiny_data, tiny_model, tiny_trainer
 
 from lzn_lightning.callbacks import LossGradientMix
 
@@ -22,13 +21,7 @@ def _fit(root: Path, callbacks: list, **model_kw) -> tuple[torch.nn.Module, list
         root, steps=3, callbacks=callbacks, logger=CSVLogger(root, name="r"), log_every_n_steps=1
     )
     trainer.fit(model, tiny_data())
-    merged: dict[
-        str, dict[str, str]
-    ] = {}  # step -> every value logged at it (the callback's rows are its own)
-    with (root / "r" / "version_0" / "metrics.csv").open() as f:
-        for row in csv.DictReader(f):
-            merged.setdefault(row["step"], {}).update({k: v for k, v in row.items() if v})
-    return model, [merged[s] for s in sorted(merged, key=int)]
+    return model, logged_rows(root / "r" / "version_0")
 
 
 def test_terms_add_up_to_the_logged_step_gradient_and_training_is_unchanged(tmp_path: Path) -> None:

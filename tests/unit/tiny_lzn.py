@@ -3,6 +3,7 @@ callback tests."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,16 @@ def tiny_trainer(root: Path, steps: int, callbacks: list[pl.Callback] | None = N
         "limit_val_batches": 0, "num_sanity_val_steps": 0,
     }  # fmt: skip
     return pl.Trainer(callbacks=callbacks or [], **(args | kw))
+
+
+def logged_rows(log_dir: Path) -> list[dict[str, str]]:
+    """A CSVLogger's metrics.csv under ``log_dir``, one dict per step with every value logged at it (callbacks
+    that write straight to the logger, e.g. LossGradientMix, get rows of their own at the same step)."""
+    merged: dict[str, dict[str, str]] = {}
+    with (log_dir / "metrics.csv").open() as f:
+        for row in csv.DictReader(f):
+            merged.setdefault(row["step"], {}).update({k: v for k, v in row.items() if v})
+    return [merged[s] for s in sorted(merged, key=int)]
 
 
 def train_tiny(root: Path, steps: int = 4) -> tuple[Any, Path]:
