@@ -6,6 +6,11 @@ scales and seeds, and how often a label changes when the test set is reshuffled 
 
     python benchmarks/classification_modes.py --recipe recipes/digits_joint.yaml --out-json modes.json
     python benchmarks/classification_modes.py --ckpt runs/.../last.ckpt --out-json modes.json
+    python benchmarks/classification_modes.py --recipe recipes/mnist_joint.yaml --ckpt runs/.../last.ckpt \
+        --fields 1000 128 --banks 128 512 all --noise 0 --out-json modes.json
+
+The data comes from the recipe's ``data:`` section (digits, MNIST-5k, ...); ``--fields`` / ``--banks`` /
+``--noise`` choose the batch-context field sizes, bank sizes and prior-noise scales measured.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import lightning.pytorch as pl
 import torch
 import yaml
 
+import lzn_lightning.data
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks import (
     FID,
@@ -32,8 +38,13 @@ from lzn_lightning.callbacks import (
     SampleGrid,
     ZoneAccuracy,
 )
-from lzn_lightning.data import DigitsDataModule
 from lzn_lightning.module import load_for_inference
+
+
+def datamodule(cfg: dict[str, Any]) -> pl.LightningDataModule:
+    """The recipe's data module (``data: {class_path: MNIST5kDataModule, init_args: ...}``)."""
+    name = cfg["data"]["class_path"].rsplit(".", 1)[-1]
+    return getattr(lzn_lightning.data, name)(**cfg["data"].get("init_args", {}))
 
 
 def train(recipe: Path, steps: int | None, root: Path, accelerator: str, overrides: dict[str, Any]) -> Any:
@@ -47,7 +58,7 @@ def train(recipe: Path, steps: int | None, root: Path, accelerator: str, overrid
             node = node[p]
         node[leaf] = value
     model = LZNLightningModule(**model_cfg)
-    data = DigitsDataModule(**cfg["data"]["init_args"])
+    data = datamodule(cfg)
     t = cfg["trainer"]
     callbacks = [
         AnchorBank(),
@@ -82,8 +93,20 @@ def accuracy(model: Any, x: torch.Tensor, y: torch.Tensor, **kw: Any) -> tuple[f
     return float((pred == y).float().mean()), time.perf_counter() - start
 
 
-def measure(model: Any, data: DigitsDataModule, seeds: int, dump: Any = None) -> dict[str, Any]:
-    """Accuracy over contexts / field sizes / noise scales / seeds, and label stability under reshuffling."""
+def measure(
+    model: Any,
+    data: pl.LightningDataModule,
+    seeds: int,
+    dump: Any = None,
+    fields: tuple[int | str, ...] = ("all", 256, 64, 16),
+    banks: tuple[int | str, ...] = (64, 256, "all"),
+    noises: tuple[float, ...] = (1.0, 0.0),
+) -> dict[str, Any]:
+    """Accuracy over contexts / field sizes / noise scales / seeds, and label stability under reshuffling.
+
+    ``fields``: batch-context field sizes ("all": the whole test set is one field); ``banks``: bank sizes
+    drawn from the training split ("all": all of it); ``noises``: prior-noise scales.
+    """
     data.setup("fit")
     test = [data.test_dataset[i] for i in range(len(data.test_dataset))]
     x = torch.stack([t["image"] for t in test])
@@ -107,8 +130,8 @@ def measure(model: Any, data: DigitsDataModule, seeds: int, dump: Any = None) ->
     saved_bank = model.anchor_bank
     model.set_anchor_bank(None)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(123))
-    for bs in (len(x), 256, 64, 16):  # a field of 1 image makes its latent pure noise
-        for noise in (1.0, 0.0):
+    for bs in [len(x) if f == "all" else int(f) for f in fields]:  # a field of 1 image: pure noise
+        for noise in noises:
             runs = [
                 accuracy(model, x, y, context="batch", batch_size=bs, noise_scale=noise, seed=s)
                 for s in range(seeds)
@@ -119,8 +142,8 @@ def measure(model: Any, data: DigitsDataModule, seeds: int, dump: Any = None) ->
             )
             stable = float((p0[perm] == p1).float().mean())
             record("batch", bs, noise, [a for a, _ in runs], [s for _, s in runs], stable)
-    for size in (64, 256, len(xtr)):
-        for noise in (0.0, 1.0):
+    for size in [len(xtr) if b == "all" else int(b) for b in banks]:
+        for noise in sorted(noises):
             accs, secs = [], []
             for s in range(seeds):  # a different random bank per seed
                 idx = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(s))[:size]
@@ -146,6 +169,11 @@ def main() -> None:
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--set", action="append", default=[], help="model override key=yaml_value")
+    p.add_argument("--fields", nargs="*", default=["all", 256, 64, 16], help="batch-context field sizes")
+    p.add_argument(
+        "--banks", nargs="*", default=[64, 256, "all"], help="bank sizes (all: the training split)"
+    )
+    p.add_argument("--noise", nargs="+", type=float, default=[1.0, 0.0], help="prior-noise scales")
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
@@ -157,14 +185,14 @@ def main() -> None:
         model = train(args.recipe, args.steps, args.root, args.accelerator, overrides)
         info = {"fit_seconds": model.fit_seconds, "callback_metrics": model.callback_metrics}
     cfg = yaml.safe_load(args.recipe.read_text())
-    data = DigitsDataModule(**cfg["data"]["init_args"])
+    data = datamodule(cfg)
     result: dict[str, Any] = {"device": str(model.device), "overrides": overrides, **info}
 
     def dump(rows: list[dict[str, Any]]) -> None:
         args.out_json.write_text(json.dumps({**result, "rows": rows}, indent=1))
 
     dump([])
-    measure(model, data, args.seeds, dump)
+    measure(model, data, args.seeds, dump, tuple(args.fields), tuple(args.banks), tuple(args.noise))
 
 
 if __name__ == "__main__":

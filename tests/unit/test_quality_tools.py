@@ -109,3 +109,55 @@ def test_table_names_the_seeds_of_a_variant_run_on_fewer_of_them() -> None:
     assert "| LZN joint (recipe) | 85.00 ± 4.08 |" in table
     assert "| LZN joint (x=1) (seed 0 only) | 70.00 |" in table
     assert "| LZN joint (x=2) (seeds 0, 1 only) | 60.00 ± 0.00 |" in table
+
+
+def test_plot_sweep_reads_each_runs_value_at_the_asked_step(tmp_path: Path, monkeypatch, capsys) -> None:
+    import plot_sweep
+    from PIL import Image
+
+    runs = {}
+    for field, (early, late) in {64: (0.80, 0.90), 128: (0.85, 0.95)}.items():
+        runs[field] = tmp_path / f"b{field}.csv"
+        runs[field].write_text(f"epoch,step,zone_acc\n0,399,{early}\n1,799,{late}\n")
+    out = tmp_path / "sweep.png"
+    pairs = [f"{f}={p}" for f, p in runs.items()]
+    argv = ["plot_sweep.py", "--series", "800 steps", *pairs, "--series", "400 steps", *pairs,
+            "--at-step", "400", "--xlabel", "field size", "--log-x", "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    plot_sweep.main()
+    printed = capsys.readouterr().out
+    assert "| 800 steps | 64 | 800 | 0.9000 |" in printed and "| 800 steps | 128 | 800 | 0.9500 |" in printed
+    assert "| 400 steps | 64 | 400 | 0.8000 |" in printed and "| 400 steps | 128 | 400 | 0.8500 |" in printed
+    assert Image.open(out).size[0] > 100
+
+    monkeypatch.setattr(sys, "argv", [*argv[:4], "--at-step", "600", *argv[-5:]])
+    with pytest.raises(SystemExit, match=r"no 'zone_acc' value at step 600; it has steps \[400, 800\]"):
+        plot_sweep.main()
+    monkeypatch.setattr(
+        sys, "argv", ["plot_sweep.py", "--series", "no pairs", "--xlabel", "x", "--out", str(out)]
+    )
+    with pytest.raises(SystemExit):
+        plot_sweep.main()
+    assert "needs X=PATH pairs" in capsys.readouterr().err
+
+
+def test_classification_modes_measures_the_asked_contexts_on_the_recipes_data(tmp_path: Path) -> None:
+    import classification_modes
+    from tiny_lzn import train_tiny
+
+    cfg = {"data": {"class_path": "lzn_lightning.data.SyntheticDataModule", "init_args": {
+        "num_samples": 48, "num_test_samples": 24, "num_classes": 3, "image_shape": [1, 8, 8]}}}  # fmt: skip
+    data = classification_modes.datamodule(cfg)
+    assert type(data).__name__ == "SyntheticDataModule"  # from the recipe's class_path, not hard-wired digits
+    model, _ = train_tiny(tmp_path)
+    result = classification_modes.measure(
+        model, data, seeds=2, fields=("all", 8), banks=(8, "all"), noises=(0.0,)
+    )
+    rows = result["rows"]
+    data.setup("fit")
+    n_train = len(data.train_dataset)
+    assert [(r["context"], r["field"], r["noise"]) for r in rows] == [
+        ("batch", 24, 0.0), ("batch", 8, 0.0), ("bank", 8, 0.0), ("bank", n_train, 0.0)]  # fmt: skip
+    assert all(0.0 <= r["acc_mean"] <= 1.0 and r["seeds"] == 2 for r in rows)
+    # a bank context labels an image whatever its batch-mates; a whole-test-set field is one field either way
+    assert [r["stable_under_reshuffle"] for r in rows if r["context"] == "bank"] == [1.0, 1.0]
