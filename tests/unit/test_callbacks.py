@@ -87,6 +87,29 @@ class _AlwaysZero(nn.Module):
         self.w = nn.Parameter(torch.zeros(()))
 
 
+def test_zone_accuracy_cuts_a_class_ordered_split_into_mixed_batch_fields(monkeypatch) -> None:
+    """A split stored class by class (MNIST-5k's) must not become fields of one class each: the batch context's
+    latents depend on the batch-mates, and a one-class field spreads its zones over the whole prior."""
+    from types import SimpleNamespace
+
+    per_class, field = 8, 8
+    labels = torch.arange(NUM_CLASSES).repeat_interleave(per_class)  # [24]: 0 x 8, 1 x 8, 2 x 8
+    split = [{"image": torch.full((1, 8, 8), float(y)), "label": y} for y in labels]
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(test_dataset=split, eval_batch_size=field))
+    model, fields = tiny_model(), []
+
+    def classify(images, batch_size, **kw):  # records each field; "predicts" the class written in the image
+        fields.extend(images[s : s + batch_size, 0, 0, 0].long() for s in range(0, len(images), batch_size))
+        return images[:, 0, 0, 0].long()
+
+    monkeypatch.setattr(model, "classify", classify)
+    cb = ZoneAccuracy(contexts=("batch",), noise_scales=(0.0,), class_weighted=False)
+    metrics, what = cb.compute(trainer, model)
+    assert len(fields) == NUM_CLASSES and all(len(set(f.tolist())) > 1 for f in fields), fields
+    assert metrics["zone_acc"] == 1.0  # the labels were shuffled with the images
+    assert "shuffled with seed 0" in what
+
+
 # ----------------------------------------------------------------------------------- callbacks in a fit
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

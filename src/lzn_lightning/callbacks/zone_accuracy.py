@@ -26,8 +26,10 @@ class ZoneAccuracy(EvalCallback):
         noise_scales: Prior-noise scales of the image flow.
         class_weighted: Also report the class-weighted accuracy.
         batch_size: Images per batch, i.e. the field size of the ``"batch"`` context (None: the datamodule's
-            ``eval_batch_size``, else 256).
-        seed: Seed of the subset and the prior noise.
+            ``eval_batch_size``, else 256). When the split spans several fields, its items are shuffled
+            (seeded by ``seed``) before they are cut into fields, as the reference shuffles its test set: a
+            split stored class by class (MNIST-5k's) would otherwise make fields of one or a few classes.
+        seed: Seed of the subset, the shuffle and the prior noise.
         every_n_validations: Run after every n-th validation loop during fit (0: never during fit).
         on_test: Also run at the end of ``trainer.test``.
     """
@@ -69,6 +71,10 @@ class ZoneAccuracy(EvalCallback):
             raise ValueError(
                 "ZoneAccuracy: the model has no anchor bank and 'batch' is not among the contexts"
             )
+        shuffled = len(images) > batch_size
+        if shuffled:  # batch fields are random samples of the split, whatever order it is stored in
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
+            images, labels = images[order], labels[order]
         metrics: dict[str, float] = {}
         for ctx in contexts:
             for s in self.noise_scales:
@@ -83,6 +89,7 @@ class ZoneAccuracy(EvalCallback):
         bank = m.anchor_bank
         what = (
             f"{len(images)} {self.split} items; contexts {contexts} (bank: {0 if bank is None else len(bank)} "
-            f"training items + the item itself; batch: fields of {batch_size} items); EMA weights"
+            f"training items + the item itself; batch: fields of {batch_size} items"
+            f"{', shuffled with seed ' + str(self.seed) if shuffled else ''}); EMA weights"
         )
         return metrics, what
