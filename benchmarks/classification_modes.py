@@ -101,14 +101,17 @@ def measure(
     fields: tuple[int | str, ...] = ("all", 256, 64, 16),
     banks: tuple[int | str, ...] = (64, 256, "all"),
     noises: tuple[float, ...] = (1.0, 0.0),
+    split: str = "test",
 ) -> dict[str, Any]:
     """Accuracy over contexts / field sizes / noise scales / seeds, and label stability under reshuffling.
 
     ``fields``: batch-context field sizes ("all": the whole test set is one field); ``banks``: bank sizes
-    drawn from the training split ("all": all of it); ``noises``: prior-noise scales.
+    drawn from the training split ("all": all of it); ``noises``: prior-noise scales; ``split``: the images
+    classified ("train": the training split itself, e.g. how many training images a loss leaves misclassified).
     """
     data.setup("fit")
-    test = [data.test_dataset[i] for i in range(len(data.test_dataset))]
+    dataset = getattr(data, f"{split}_dataset")
+    test = [dataset[i] for i in range(len(dataset))]
     x = torch.stack([t["image"] for t in test])
     y = torch.stack([t["label"] for t in test])
     # Shuffled with seed 0 as the reference's test set: a split stored class by class (MNIST-5k's) would make
@@ -177,6 +180,7 @@ def main() -> None:
     p.add_argument(
         "--banks", nargs="*", default=[64, 256, "all"], help="bank sizes (all: the training split)"
     )
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="the images classified")
     p.add_argument("--noise", nargs="+", type=float, default=[1.0, 0.0], help="prior-noise scales")
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
@@ -190,13 +194,19 @@ def main() -> None:
         info = {"fit_seconds": model.fit_seconds, "callback_metrics": model.callback_metrics}
     cfg = yaml.safe_load(args.recipe.read_text())
     data = datamodule(cfg)
-    result: dict[str, Any] = {"device": str(model.device), "overrides": overrides, **info}
+    result: dict[str, Any] = {
+        "device": str(model.device),
+        "split": args.split,
+        "overrides": overrides,
+        **info,
+    }
 
     def dump(rows: list[dict[str, Any]]) -> None:
         args.out_json.write_text(json.dumps({**result, "rows": rows}, indent=1))
 
     dump([])
-    measure(model, data, args.seeds, dump, tuple(args.fields), tuple(args.banks), tuple(args.noise))
+    fields, banks = tuple(args.fields), tuple(args.banks)
+    measure(model, data, args.seeds, dump, fields, banks, tuple(args.noise), args.split)
 
 
 if __name__ == "__main__":

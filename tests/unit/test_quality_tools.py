@@ -161,3 +161,8 @@ def test_classification_modes_measures_the_asked_contexts_on_the_recipes_data(tm
     assert all(0.0 <= r["acc_mean"] <= 1.0 and r["seeds"] == 2 for r in rows)
     # a bank context labels an image whatever its batch-mates; a whole-test-set field is one field either way
     assert [r["stable_under_reshuffle"] for r in rows if r["context"] == "bank"] == [1.0, 1.0]
+
+    train_rows = classification_modes.measure(
+        model, data, 1, fields=(), banks=("all",), noises=(0.0,), split="train"
+    )
+    assert [(r["context"], r["field"]) for r in train_rows["rows"]] == [("bank", n_train)]
