@@ -76,16 +76,18 @@ def main() -> None:
             table.append((s["label"], x, at, value))
         xy.sort()
         ax.plot([x for x, _ in xy], [v for _, v in xy], marker="o", label=s["label"])
-    for spec in args.reference:
-        label, value = spec.split("=", 1)
-        ax.axhline(float(value), linestyle="--", color="grey", linewidth=1)
-        ax.annotate(
-            label, (ax.get_xlim()[0], float(value)), textcoords="offset points", xytext=(4, 4), fontsize=8
-        )
     if args.log_x:
         ax.set_xscale("log", base=2)
         xs = sorted({float(x) for s in args.series_list for x, _ in s["runs"]})
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    # after the x scale: a label placed at the old left edge would fall outside the new limits
+    refs = [(label, float(value)) for label, value in (spec.split("=", 1) for spec in args.reference)]
+    if refs:  # room above the highest line for its label
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, max(hi, max(v for _, v in refs) + 0.08 * (hi - lo)))
+    for label, value in refs:
+        ax.axhline(value, linestyle="--", color="grey", linewidth=1)
+        ax.annotate(label, (ax.get_xlim()[0], value), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel(args.xlabel)
     ax.set_ylabel(args.ylabel)
     ax.grid(alpha=0.3)
