@@ -36,6 +36,18 @@ def points(path: Path, metric: str) -> list[tuple[int, float]]:
     return [(int(r["step"]) + 1, float(r[metric])) for r in rows]  # logged at step s after s + 1 updates
 
 
+def references(specs: list[str]) -> list[tuple[str, float]]:
+    """``--reference label=value`` arguments as (label, value) pairs."""
+    return [(label, float(value)) for label, value in (spec.split("=", 1) for spec in specs)]
+
+
+def draw_references(ax, refs: list[tuple[str, float]]) -> None:
+    """A dashed horizontal line per reference, labelled at the left edge (call after the x scale)."""
+    for label, value in refs:
+        ax.axhline(value, linestyle="--", color="grey", linewidth=1)
+        ax.annotate(label, (ax.get_xlim()[0], value), textcoords="offset points", xytext=(4, 4), fontsize=8)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="label=path/to/metrics.csv, or label=path::metric")
@@ -55,12 +67,7 @@ def main() -> None:
         pts = points(Path(path), metric or args.metric)
         ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=label)
         table += [(label, s, v) for s, v in pts]
-    for spec in args.reference:
-        label, value = spec.split("=", 1)
-        ax.axhline(float(value), linestyle="--", color="grey", linewidth=1)
-        ax.annotate(
-            label, (ax.get_xlim()[0], float(value)), textcoords="offset points", xytext=(4, 4), fontsize=8
-        )
+    draw_references(ax, references(args.reference))
     if args.log_y:
         ax.set_yscale("log")
     ax.set_xlabel("training step")

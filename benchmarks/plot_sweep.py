@@ -20,7 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on CI machines
 import matplotlib.pyplot as plt
-from plot_curves import points
+from plot_curves import draw_references, points, references
 
 
 def value_at(path: Path, metric: str, step: int | None) -> tuple[int, float]:
@@ -81,13 +81,11 @@ def main() -> None:
         xs = sorted({float(x) for s in args.series_list for x, _ in s["runs"]})
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
     # after the x scale: a label placed at the old left edge would fall outside the new limits
-    refs = [(label, float(value)) for label, value in (spec.split("=", 1) for spec in args.reference)]
+    refs = references(args.reference)
     if refs:  # room above the highest line for its label
         lo, hi = ax.get_ylim()
         ax.set_ylim(lo, max(hi, max(v for _, v in refs) + 0.08 * (hi - lo)))
-    for label, value in refs:
-        ax.axhline(value, linestyle="--", color="grey", linewidth=1)
-        ax.annotate(label, (ax.get_xlim()[0], value), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    draw_references(ax, refs)
     ax.set_xlabel(args.xlabel)
     ax.set_ylabel(args.ylabel)
     ax.grid(alpha=0.3)
