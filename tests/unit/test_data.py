@@ -70,7 +70,9 @@ def test_digits_batches(two_views: bool) -> None:
     clean.setup("validate")
     val = next(iter(clean.val_dataloader()))
     _check_batch(val, (1, 8, 8), 32)
-    assert torch.equal(val["image"], clean.val_dataset.images[:32])  # type: ignore[union-attr]
+    # The 180 val images span several eval batches: served in the order seeded by the data seed.
+    order = torch.randperm(180, generator=torch.Generator().manual_seed(0))[:32]
+    assert torch.equal(val["image"], clean.val_dataset.images[order])  # type: ignore[union-attr]
 
 
 def test_digits_values_match_sklearn() -> None:
@@ -225,6 +227,29 @@ def test_per_device_batch_and_loader_flags() -> None:
     assert [len(b["image"]) for b in dm.train_dataloader()] == [16] * 4
     assert [len(b["image"]) for b in dm.test_dataloader()] == [16]
     assert [len(b["image"]) for b in SyntheticDataModule(num_test_samples=30).test_dataloader()] == [16, 14]
+
+
+def test_eval_batches_are_random_samples_of_a_class_ordered_split() -> None:
+    """MNIST-5k's splits are stored class by class: in stored order, every eval batch would hold 1-2 classes
+    (the field of val/zone_acc). Served shuffled, each of the 1,000 test images once, the same every time;
+    a split that fits one batch, ``eval_shuffle=False`` and predict keep the stored order."""
+    dm = MNIST5kDataModule(batch_size=128, eval_batch_size=100)
+    dm.setup("fit")
+    stored = dm.test_dataset.labels  # type: ignore[union-attr]
+    assert (stored[:-1] <= stored[1:]).all()  # the premise: stored by class (if not, this test is moot)
+    batches = [b["label"] for b in dm.test_dataloader()]
+    assert len(batches) == 10 and all(len(torch.unique(b)) >= 8 for b in batches)
+    served = torch.cat(batches)
+    assert torch.equal(served.sort().values, stored) and not torch.equal(served, stored)
+    assert torch.equal(torch.cat([b["label"] for b in dm.test_dataloader()]), served)  # same every epoch
+    val = torch.cat([b["label"] for b in dm.val_dataloader()])
+    assert torch.equal(val.sort().values, dm.val_dataset.labels) and len(val) == 500  # type: ignore[union-attr]
+    assert torch.equal(torch.cat([b["label"] for b in dm.predict_dataloader()]), stored)
+
+    kept = MNIST5kDataModule(batch_size=128, eval_batch_size=100, eval_shuffle=False)
+    assert torch.equal(torch.cat([b["label"] for b in kept.test_dataloader()]), stored)
+    one_batch = MNIST5kDataModule(batch_size=128, eval_batch_size=1000)
+    assert torch.equal(next(iter(one_batch.test_dataloader()))["label"], stored)
 
 
 def test_non_divisible_batch_and_too_small_train_split() -> None:

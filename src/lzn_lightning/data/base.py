@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from lzn_lightning.data.errors import DatasetNotFoundError
 from lzn_lightning.data.resumable import ResumableDataLoader, ResumableSampler
@@ -47,6 +47,11 @@ class LZNDataModule(pl.LightningDataModule):
             validation loss that needs ``image_view2``); ``None`` follows ``two_views``, ``False`` gives the
             clean image.
         eval_drop_last: Drop the last incomplete val/test/predict batch.
+        eval_shuffle: Serve a val or test split that spans several eval batches in a fixed random order
+            (seeded by ``seed``), so that each batch is a random sample of the split whatever order it is
+            stored in. A batch is the field of the module's ``val/zone_acc`` and of the batch context; a
+            split stored class by class (class folders, MNIST-5k's stratified split) would otherwise give
+            fields of one or a few classes. ``False`` keeps the stored order. Predict keeps it always.
     """
 
     #: Short dataset name used by :meth:`describe`.
@@ -61,6 +66,7 @@ class LZNDataModule(pl.LightningDataModule):
         two_views: bool = False,
         eval_two_views: bool | None = None,
         eval_drop_last: bool = False,
+        eval_shuffle: bool = True,
     ) -> None:
         super().__init__()
         # Records every subclass's init args in checkpoints (datamodule_hyper_parameters). Not sent to the
@@ -79,6 +85,7 @@ class LZNDataModule(pl.LightningDataModule):
         self.two_views = two_views
         self.eval_two_views = two_views if eval_two_views is None else eval_two_views
         self.eval_drop_last = eval_drop_last
+        self.eval_shuffle = eval_shuffle
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -207,17 +214,28 @@ class LZNDataModule(pl.LightningDataModule):
             )
         return self._loader(self.train_dataset, self.per_device_batch_size, train=True)
 
+    def _eval_order(self, dataset: Dataset) -> Dataset:
+        """The split itself when it fits one global eval batch (or with ``eval_shuffle=False``), else a view
+        of it in a fixed order seeded by ``seed`` (the same batches every validation and every run)."""
+        n = len(dataset)  # type: ignore[arg-type]
+        if not self.eval_shuffle or n <= self.eval_batch_size:
+            return dataset
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        return Subset(dataset, order.tolist())
+
     def val_dataloader(self) -> DataLoader:
-        """Validation batches in order, of ``per_device_eval_batch_size``."""
+        """Validation batches of ``per_device_eval_batch_size``, each a random sample of the split (see
+        ``eval_shuffle``), the same every validation."""
         self._ready("validate")
         assert self.val_dataset is not None
-        return self._loader(self.val_dataset, self.per_device_eval_batch_size, train=False)
+        return self._loader(self._eval_order(self.val_dataset), self.per_device_eval_batch_size, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches in order, of ``per_device_eval_batch_size``."""
+        """Test batches of ``per_device_eval_batch_size``, each a random sample of the split (see
+        ``eval_shuffle``)."""
         self._ready("test")
         assert self.test_dataset is not None
-        return self._loader(self.test_dataset, self.per_device_eval_batch_size, train=False)
+        return self._loader(self._eval_order(self.test_dataset), self.per_device_eval_batch_size, train=False)
 
     def predict_dataloader(self) -> DataLoader:
         """The test split in order (``lzn predict`` embeds or classifies it)."""
