@@ -168,3 +168,31 @@ def test_classification_modes_measures_the_asked_contexts_on_the_recipes_data(tm
         model, data, 1, fields=(), banks=("all",), noises=(0.0,), split="train"
     )
     assert [(r["context"], r["field"]) for r in train_rows["rows"]] == [("bank", n_train)]
+
+
+def test_log_window_averages_a_step_window_per_run_and_per_group(tmp_path: Path, monkeypatch, capsys) -> None:
+    import log_window
+
+    runs = []
+    for name, values in (("a0", "1.0,3.0,100.0"), ("a1", "2.0,4.0,100.0"), ("b0", "5.0,5.0,5.0")):
+        path = tmp_path / f"{name}.csv"
+        v = values.split(",")
+        # logged at steps 24, 49, 74 (1-based 25, 50, 75); one row without the metric (a validation row)
+        path.write_text(f"epoch,step,train/grad_norm,val/x\n0,24,{v[0]},\n0,49,{v[1]},\n0,49,,0.5\n0,74,{v[2]},\n")
+        runs.append(path)
+    argv = ["log_window.py", "--steps", "25:50", "--metric", "train/grad_norm", "--groups",
+            f"a, seed 0={runs[0]}", f"a, seed 1={runs[1]}", f"b, seed 0={runs[2]}"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    log_window.main()
+    printed = capsys.readouterr().out
+    # Step 75's 100.0 is outside the window; the validation row is skipped.
+    assert "| a, seed 0 | 2 | 2 |" in printed and "| a, seed 1 | 3 | 2 |" in printed
+    assert "| **a, mean of 2 runs** | 2.5 | |" in printed
+    assert "b, mean" not in printed  # a group of one run gets no group row
+
+    monkeypatch.setattr(sys, "argv", [*argv[:2], "80:90", *argv[3:]])
+    with pytest.raises(SystemExit, match=r"no 'train/grad_norm' values at steps 80\.\.90"):
+        log_window.main()
+    monkeypatch.setattr(sys, "argv", [*argv[:2], "25-50", *argv[3:]])
+    with pytest.raises(SystemExit, match="expected A:B"):
+        log_window.main()
