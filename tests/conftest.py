@@ -23,3 +23,5 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 # The tiny models of tests/unit/tiny_lzn.py serve the integration tests too, whichever folder pytest runs.
 sys.path.insert(0, str(Path(__file__).parent / "unit"))
+# The tiny overlay of any recipe (tests/overrides/tiny_recipe.py): recipe smoke runs, resume and README tests.
+sys.path.insert(0, str(Path(__file__).parent / "overrides"))

@@ -18,8 +18,11 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-# Why: the anchor bank is a buffer whose size is set by the checkpoint (the module resizes it on load).
-_RESIZED_ON_LOAD = ("anchor_bank_images",)
+# State-dict keys of anchor banks: ``anchor_bank_<field>`` (``anchor_bank_images`` in older checkpoints). Why they
+# are left out of the fit check: a bank is registered by the AnchorBank callback at fit start and sized by the
+# checkpoint on load (LZNLightningModule.load_state_dict), so a freshly built model never has one while every
+# checkpoint of a recipe with that callback does. They are data, not weights of another model.
+BANK_PREFIX = "anchor_bank_"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -103,14 +106,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def check_fits(model: nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
     """Raise ValueError (one line) if the checkpoint's weights do not fit ``model`` (another recipe's)."""
-    theirs: dict[str, torch.Tensor] = ckpt["state_dict"]
-    ours = model.state_dict()
-    missing = [k for k in ours if k not in theirs and k not in _RESIZED_ON_LOAD]
-    unexpected = [k for k in theirs if k not in ours and k not in _RESIZED_ON_LOAD]
+    theirs = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith(BANK_PREFIX)}
+    ours = {k: v for k, v in model.state_dict().items() if not k.startswith(BANK_PREFIX)}
+    missing = [k for k in ours if k not in theirs]
+    unexpected = [k for k in theirs if k not in ours]
     reshaped = [
         f"{k} {list(theirs[k].shape)} vs {list(v.shape)}"
         for k, v in ours.items()
-        if k in theirs and k not in _RESIZED_ON_LOAD and tuple(theirs[k].shape) != tuple(v.shape)
+        if k in theirs and tuple(theirs[k].shape) != tuple(v.shape)
     ]
     if not (missing or unexpected or reshaped):
         return

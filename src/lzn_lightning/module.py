@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from lzn_lightning import distributed as D
 from lzn_lightning.baselines import BASELINE_FORMS, baseline_logits
-from lzn_lightning.checkpoints import first_line, read_checkpoint
+from lzn_lightning.checkpoints import BANK_PREFIX, first_line, read_checkpoint
 from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
 from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
@@ -38,7 +38,6 @@ from lzn_lightning.latent import alignment_loss, compute_latent, nearest_anchor,
 from lzn_lightning.modality import Modality
 from lzn_lightning.seeding import mix_seed, trainer_seed
 
-_BANK_PREFIX = "anchor_bank_"  # buffer (state-dict key) of a field's anchor bank: anchor_bank_<field>
 _LEGACY_BANK_KEY = "anchor_bank_images"  # checkpoints from before per-field banks: the encoded field's bank
 
 
@@ -431,7 +430,7 @@ class LZNLightningModule(pl.LightningModule):
 
     def anchor_bank_of(self, field: str) -> Tensor | None:
         """The bank items of ``field`` that form the field of ``context="bank"`` (see ``set_anchor_bank``)."""
-        return self._buffers.get(_BANK_PREFIX + field)
+        return self._buffers.get(BANK_PREFIX + field)
 
     @property
     def anchor_bank(self) -> Tensor | None:
@@ -456,7 +455,7 @@ class LZNLightningModule(pl.LightningModule):
         """
         field = LZNInference(self).source_field(field)
         if data is None:
-            self._buffers.pop(_BANK_PREFIX + field, None)
+            self._buffers.pop(BANK_PREFIX + field, None)
             return
         data = torch.as_tensor(data)
         if data.dim() < 1 or data.shape[0] < 1:
@@ -466,19 +465,19 @@ class LZNLightningModule(pl.LightningModule):
         self.modality(field).check_field(data, field)
         data = data.detach().to(self.device)
         self.register_buffer(
-            _BANK_PREFIX + field, (data.float() if data.is_floating_point() else data).clone()
+            BANK_PREFIX + field, (data.float() if data.is_floating_point() else data).clone()
         )
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """``nn.Module.load_state_dict`` that first gives the anchor banks the checkpoint's sizes (or drops
         them)."""
-        for key in [k for k in self._buffers if k.startswith(_BANK_PREFIX)]:
+        for key in [k for k in self._buffers if k.startswith(BANK_PREFIX)]:
             self._buffers.pop(key)
         if _LEGACY_BANK_KEY in state_dict and "images" not in self.field_map:
             state_dict = dict(state_dict)
-            state_dict[_BANK_PREFIX + LZNInference(self).source_field()] = state_dict.pop(_LEGACY_BANK_KEY)
+            state_dict[BANK_PREFIX + LZNInference(self).source_field()] = state_dict.pop(_LEGACY_BANK_KEY)
         for key, bank in state_dict.items():
-            if key.startswith(_BANK_PREFIX):
+            if key.startswith(BANK_PREFIX):
                 self.register_buffer(key, torch.zeros_like(bank, device=self.device))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 

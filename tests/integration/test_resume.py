@@ -1,6 +1,9 @@
 """Exact resume: a run interrupted anywhere (mid-epoch, at a validation, by SIGKILL) and resumed from its
 last checkpoint ends exactly where the uninterrupted run ends: weights, optimizer and scheduler state, EMA,
-counters, the noise of every step, and the data order and augmentations of every batch."""
+counters, the noise of every step, and the data order and augmentations of every batch.
+
+The first tests drive a Trainer directly; the recipe-family tests at the end run ``lzn fit`` on a recipe of each
+family (with its own callbacks: the anchor bank, two views, text) under its tiny overlay."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+from run_probes import BatchLog, Crash
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.checkpoints import AtomicCheckpointIO
@@ -53,35 +57,6 @@ def _data() -> SyntheticDataModule:
     )  # fmt: skip
 
 
-class BatchLog(pl.Callback):
-    """Records a fingerprint of every training batch (both views) and of the step's random draws, by step."""
-
-    def __init__(self) -> None:
-        self.seen: dict[int, tuple[float, ...]] = {}
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, module: Any, outputs: Any, batch: dict, batch_idx: int
-    ) -> None:
-        # The generator's state after the step fingerprints the draws the step made.
-        noise = torch.randn(3, generator=module.generator().clone_state())
-        self.seen[trainer.global_step] = (
-            float(batch["image"].double().sum()),
-            float(batch["image_view2"].double().sum()),
-            *noise.tolist(),
-        )
-
-
-class Crash(pl.Callback):
-    """Raises at the start of a given step, after earlier steps trained but before anything more is saved."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
-
-
 def _trainer(root: Path, callbacks: list[pl.Callback], **kw: Any) -> pl.Trainer:
     args: dict[str, Any] = {
         "max_steps": STEPS, "accelerator": "cpu", "logger": False, "enable_progress_bar": False,
@@ -101,9 +76,9 @@ def _fit(
     return model, trainer
 
 
-def _assert_same_state(a: tuple[Any, pl.Trainer], b: tuple[Any, pl.Trainer]) -> None:
+def _assert_same_state(a: tuple[Any, pl.Trainer], b: tuple[Any, pl.Trainer], steps: int = STEPS) -> None:
     (m1, t1), (m2, t2) = a, b
-    assert t1.global_step == t2.global_step == STEPS and int(m1.iteration) == int(m2.iteration)
+    assert t1.global_step == t2.global_step == steps and int(m1.iteration) == int(m2.iteration)
     s1, s2 = m1.state_dict(), m2.state_dict()  # weights, EMA (ema.*), counters
     assert s1.keys() == s2.keys()
     for k in s1:
@@ -210,3 +185,51 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["step"] == 1  # the previous checkpoint, intact
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+# ------------------------------------------------------------------------------------------ recipe families
+# One recipe per family, each with what only it has: the anchor bank and evaluation callbacks (joint), the RF
+# decoder alone with its sample callbacks (generation), two augmented views (representation), text (captions).
+FAMILIES = ["digits_joint", "digits_gen", "digits_repr", "digits_caption"]
+FAMILY_STEPS = 6  # the tiny overlay's data is 4 batches an epoch: the resumed part crosses an epoch boundary
+PROBE = "run_probes"  # tests/plugins/run_probes.py, on sys.path (tests/conftest.py)
+
+
+def _lzn_fit(recipe: Path, root: Path, *extra: str) -> Any:
+    """``lzn fit`` on the recipe's tiny overlay for FAMILY_STEPS steps, with a BatchLog; returns the CLI object.
+
+    The overlay validates (and the recipe checkpoints) every 2 steps, so a checkpoint of step 2 is mid-epoch.
+    """
+    from tiny_recipe import tiny_override
+
+    from lzn_lightning.cli import main
+
+    root.mkdir(parents=True, exist_ok=True)
+    args = ["fit", "--config", str(recipe), "--config", str(tiny_override(recipe, root))]
+    args += [f"--trainer.max_steps={FAMILY_STEPS}", f"--trainer.default_root_dir={root}"]
+    args += [f"--trainer.callbacks+={PROBE}.BatchLog", *extra]
+    return main(args)
+
+
+def _batch_log(cli: Any) -> BatchLog:
+    (log,) = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "BatchLog"]
+    return log
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_recipe_resumed_mid_epoch_equals_the_uninterrupted_run(family: str, tmp_path: Path) -> None:
+    recipe = ROOT / "recipes" / f"{family}.yaml"
+    straight = _lzn_fit(recipe, tmp_path / "straight")
+    crash = ['--trainer.callbacks+={"class_path": "run_probes.Crash", "init_args": {"step": 3}}']
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _lzn_fit(recipe, tmp_path / "crashed", *crash)  # step 3 trains, then the run dies
+    (last,) = (tmp_path / "crashed").rglob("last.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] == 2  # mid-epoch 0
+    resumed = _lzn_fit(recipe, tmp_path / "resumed", f"--ckpt_path={last}")
+
+    _assert_same_state((straight.model, straight.trainer), (resumed.model, resumed.trainer), FAMILY_STEPS)
+    seen, again = _batch_log(straight).seen, _batch_log(resumed).seen
+    assert sorted(again) == list(range(3, FAMILY_STEPS + 1))
+    for step, fingerprint in again.items():
+        assert fingerprint == seen[step], f"{family}: step {step} read other data or drew other noise"
