@@ -151,6 +151,66 @@ def joint_label_case(d: int, scale: float, form: str, b: int = 256, classes: int
     )
 
 
+# Separations of the near-duplicate pairs, relative to the anchors' norm: from two clearly distinct zones down to
+# float32's resolution of a coordinate (1e-7) and an exact duplicate (0).
+SEPARATIONS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0)
+
+
+def near_duplicate_anchors(
+    n: int, d: int, norm: float, generator: torch.Generator, separations: tuple[float, ...] = SEPARATIONS
+) -> Tensor:
+    """n i.i.d. anchors of typical norm ``norm`` [n, d] (float64) in which anchor 2k+1 lies at
+    ``separations[k] * |a_2k|`` from anchor 2k in a random direction (0: an exact copy).
+
+    What a duplicate image, two dropout passes of one caption, or an encoder that maps many inputs close
+    together put into a field.
+    """
+    if 2 * len(separations) > n:
+        raise ValueError(f"{len(separations)} pairs need n >= {2 * len(separations)}, got {n}")
+    a = norm / d**0.5 * torch.randn(n, d, generator=generator, dtype=torch.float64)
+    for k, sep in enumerate(separations):
+        direction = torch.randn(d, generator=generator, dtype=torch.float64)
+        a[2 * k + 1] = a[2 * k] + sep * a[2 * k].norm() * direction / direction.norm()
+    return a
+
+
+def near_duplicate_latent_case(
+    solver: str, b: int, d: int, norm: float, seed: int = 0, steps: int = 20
+) -> Case:
+    """``compute_latent`` of a field with near-duplicate pairs (``near_duplicate_anchors``), start = anchors."""
+    g = torch.Generator().manual_seed(seed)
+    anchors = near_duplicate_anchors(b, d, norm, g)
+    noise = torch.randn(b, d, generator=g, dtype=torch.float64)
+
+    def fn(impl: Impl, anchors: Tensor, noise: Tensor) -> tuple[Tensor, ...]:
+        return (_latent(impl, anchors, anchors, noise, solver, steps),)
+
+    return Case(f"near_dup_latent[{solver},d={d},|a|={norm}]", {"anchors": anchors, "noise": noise}, fn)
+
+
+def near_duplicate_trace_case(
+    b: int, d: int, norm: float, weighted: bool, seed: int = 0, steps: int = 20
+) -> Case:
+    """``trace_back`` into a field with near-duplicate pairs, each latent aimed at its own zone, from where it
+    lands: its anchor's latent (euler, detached) so that the log posterior of the target is not ~-inf."""
+    g = torch.Generator().manual_seed(seed)
+    anchors = near_duplicate_anchors(b, d, norm, g)
+    noise = torch.randn(b, d, generator=g, dtype=torch.float64)
+    latent = compute_latent(anchors, anchors, noise, steps=steps, solver="euler")
+    inputs = {"latent": latent, "anchors": anchors}
+    if weighted:
+        inputs["log_weights"] = torch.log(torch.rand(b, generator=g, dtype=torch.float64) + 0.1)
+    targets = torch.arange(b)
+
+    def fn(
+        impl: Impl, latent: Tensor, anchors: Tensor, log_weights: Tensor | None = None, *, targets: Tensor
+    ):
+        return _trace(impl, latent, anchors, steps, log_weights, targets)
+
+    tag = "weighted" if weighted else "unweighted"
+    return Case(f"near_dup_trace[{tag},d={d},|a|={norm}]", inputs, fn, {"targets": targets})
+
+
 def evaluate(case: Case, impl: Impl, dtype: torch.dtype) -> dict[str, Tensor]:
     """Outputs and the gradients of ``sum_k <out_k, w_k>`` (fixed random w_k) w.r.t. every input."""
     leaves = {k: v.to(dtype).requires_grad_(True) for k, v in case.inputs.items()}

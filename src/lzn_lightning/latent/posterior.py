@@ -1,19 +1,28 @@
-"""Zone posteriors and the velocity of the minibatch flow, in O(b·n) memory.
+"""Zone posteriors and the velocity of the minibatch flow, in O(b·n + n²) memory.
 
 For query rows ``x`` [b, d] and anchors ``a`` [n, d] with weights ``w`` (lzn_reference.md §1.1):
 
     logit_ij = -||x_i - (1-tau) a_j||^2 / (2 tau^2) + log w_j
     P = softmax_j(logit),   m_i = sum_j P_ij a_j,   v_i = (x_i - m_i) / tau
 
-The reference materialises the [b, n, d] differences. Here the row-constant ||x_i||^2 is dropped (softmax is
-shift invariant), which leaves two GEMMs:
+The reference materialises the [b, n, d] differences. Here each row is written relative to a *reference zone*
+r(i) (its most probable one) and row constants are dropped (softmax is shift invariant):
 
-    logit_ij = s * <x_i, a_j> + bias_j,   s = (1-tau)/tau^2,   bias_j = -(1-tau)^2 ||a_j||^2 / (2 tau^2) + log w_j
+    logit_ij = s <u_i, a_j> - c ||a_j - a_r(i)||^2 + log w_j,   u_i = x_i - (1-tau) a_r(i),
+    s = (1-tau)/tau^2,   c = (1-tau)^2 / (2 tau^2)
 
-To keep the cancellation small, the logits are computed with both sides centred on the anchor mean c (exact:
-x - (1-tau) a_j is unchanged when x -> x - (1-tau) c and a_j -> a_j - c); the mean m uses the raw anchors. The softmax/GEMM core is a custom autograd function
-that saves only its inputs and recomputes P chunk by chunk in backward (flash-attention style), so neither the
-forward nor the backward ever holds more than one [chunk, n] block.
+which is exact for any r(i). Why the reference: the plain GEMM form ``s <x_i, a_j> - c ||a_j||^2`` makes the
+logits of two nearly coinciding anchors (a duplicate image, two dropout passes of one caption, an encoder that
+maps many inputs close together) the small difference of two numbers of size ~|x||a|/tau^2 (up to 1e12 at
+tau = 1e-4), so float32 loses them entirely. With the reference, u_i is as small as the row's distance to its
+zone (~tau·sqrt(d) at the flow's start) and ||a_j - a_r||^2 comes from the anchors' own differences (the matrix
+``pairwise_sq_dist``, computed once per flow in float64), so nearby zones compete with the accuracy
+of the direct form. Exact duplicates get exactly equal logits.
+
+The softmax/GEMM core is a custom autograd function that saves only its inputs (plus each row's reference
+index) and recomputes P chunk by chunk in backward (flash-attention style), so neither the forward nor the
+backward ever holds more than one [chunk, n] block besides the [n, n] distances, which every step of a flow
+shares.
 """
 
 from __future__ import annotations
@@ -65,101 +74,181 @@ def _softmax_mean_logit_grad(p: Tensor, grad_m: Tensor, k: Tensor) -> Tensor:
     return p * (g_a - (p * g_a).sum(dim=1, keepdim=True))
 
 
-class _SoftmaxMean(torch.autograd.Function):
-    """m = softmax(s * q @ k.T + bias) @ v and log P[i, target_i], recomputing P in backward.
+def pairwise_sq_dist(anchors: Tensor) -> Tensor:
+    """||a_j - a_k||^2 for all anchor pairs [n, n], accurate for nearly coinciding anchors, differentiable.
 
-    ``k`` are the centred anchors (for accurate logits) and ``v`` the raw anchors (so that a one-hot posterior
-    returns an anchor bit-exactly, which keeps x - m accurate at tiny tau).
+    Computed as |a_j|^2 + |a_k|^2 - 2 <a_j, a_k> in float64 (then cast back). Why float64: in float32 that form
+    loses the distance of two nearby anchors to cancellation (rounding of ~|a|^2 where D is ~|a|^2 * 1e-8), and D
+    enters the logits multiplied by (1-tau)^2 / (2 tau^2), up to 5e7. Float32 inputs multiply exactly in
+    float64, so what is left is a rounding of ~1e-16 |a|^2: below 1e-3 nats of logit for |a| up to 100 at tau =
+    1e-4. One [n, d] x [d, n] GEMM per flow (every step shares it), where differencing all pairs costs n²d
+    elementwise work both ways.
+    """
+    with full_precision():
+        if (
+            anchors.dtype == torch.float64
+        ):  # no wider type: difference the pairs (float64 is for ground truths)
+            diff = anchors[:, None, :] - anchors[None, :, :]  # [n, n, d]
+            return (diff * diff).sum(dim=2)
+        wide = anchors.double()
+        sq = (wide * wide).sum(dim=1)  # [n]
+        # Not clamped at 0: a rounding of -1e-16 |a|^2 is harmless in the logits, and a clamp would keep an
+        # [n, n] float64 mask for backward.
+        dist = torch.addmm(sq[:, None] + sq[None, :], wide, wide.T, beta=1.0, alpha=-2.0)  # [n, n]
+        return dist.to(anchors.dtype)
+
+
+def _reference_logits(
+    q: Tensor, k: Tensor, sq_dist: Tensor, bias: Tensor | None, ref: Tensor, tau: float
+) -> Tensor:
+    """logit_ij = s <q_i - (1-tau) k_r, k_j> - c D[r, j] + bias_j for rows q [c, d] with references ref [c]."""
+    s, c = (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
+    u = q - (1.0 - tau) * k[ref]  # [c, d]: small, the row's offset from its reference zone
+    logits = torch.addmm(sq_dist[ref], u, k.T, beta=-c, alpha=s)  # [c, n]
+    return logits if bias is None else logits + bias
+
+
+def _choose_references(
+    q: Tensor, k: Tensor, sq_dist: Tensor, bias: Tensor | None, tau: float
+) -> tuple[Tensor, Tensor]:
+    """Each row's most probable zone [c] and its logits [c, n] written relative to it.
+
+    A first guess comes from the plain GEMM logits (cheap, inaccurate between nearby zones); when the accurate
+    logits then put another zone first in some row, the block is recomputed with those references. Why the
+    whole block: backward recomputes it with the same GEMM shapes, so forward and backward see the same
+    rounding (a GEMM of a few rows rounds differently, and P moves with logit changes of 1e-2 nats).
+    """
+    s, c = (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
+    coarse = torch.addmm((k * k).sum(dim=1), q, k.T, beta=-c, alpha=s)  # [c, n]
+    if bias is not None:
+        coarse = coarse + bias
+    ref = coarse.argmax(dim=1)  # [c]
+    logits = _reference_logits(q, k, sq_dist, bias, ref, tau)
+    better = logits.argmax(dim=1)
+    if bool((better != ref).any()):
+        ref = better
+        logits = _reference_logits(q, k, sq_dist, bias, ref, tau)
+    return ref, logits
+
+
+def _normalised(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """P [c, n] = softmax(logits) with rows that sum to 1 to rounding, and each row's (top, total).
+
+    Why not exp(logits - logsumexp): the logits are exact only up to a row constant and can be large (|u||a|s
+    ~ 1e5 at tau = 1e-4), where float32 spaces numbers 0.01 apart; a separately rounded logsumexp then scales a
+    whole row of P by up to 1%, and m = P a by the same factor (a latent error of 1% of |a|).
+    """
+    top = logits.max(dim=1).values  # [c]
+    e = torch.exp(logits - top[:, None])  # [c, n]
+    total = e.sum(dim=1)  # [c]
+    return e / total[:, None], top, total
+
+
+class _SoftmaxMean(torch.autograd.Function):
+    """m = softmax(logits) @ v and log P[i, target_i], the logits written relative to each row's reference
+    zone (module docstring); P is recomputed in backward from the saved inputs and references.
+
+    ``k`` are the centred anchors (small GEMM operands), ``v`` the raw anchors (so that a one-hot posterior
+    returns an anchor bit-exactly, which keeps x - m accurate at tiny tau), ``sq_dist`` their pairwise squared
+    distances.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, s: float, targets: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
+        ctx: Any, q: Tensor, k: Tensor, v: Tensor, sq_dist: Tensor, bias: Tensor | None, tau: float,
+        targets: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
         b = q.shape[0]
         m = q.new_empty(b, v.shape[1])
         logp = q.new_zeros(b)
-        lse = q.new_empty(b)
+        top, total = q.new_empty(b), q.new_empty(b)  # each row's largest logit and sum of exp(logit - top)
+        ref = torch.empty(b, dtype=torch.long, device=q.device)
         with full_precision():
             for rows in _row_chunks(b, k.shape[0]):
-                logits = torch.addmm(bias.unsqueeze(0), q[rows], k.T, alpha=s)  # [c, n]
-                lse[rows] = torch.logsumexp(logits, dim=1)
-                p = torch.exp(logits - lse[rows, None])  # [c, n]
+                ref[rows], logits = _choose_references(q[rows], k, sq_dist, bias, tau)  # [c], [c, n]
+                p, top[rows], total[rows] = _normalised(logits)
                 m[rows] = p @ v  # [c, d]
                 if targets is not None:
-                    logp[rows] = logits.gather(1, targets[rows, None]).squeeze(1) - lse[rows]
-        ctx.save_for_backward(q, k, v, bias, lse, targets)
-        ctx.s = s
+                    shifted = logits.gather(1, targets[rows, None]).squeeze(1) - top[rows]
+                    logp[rows] = shifted - total[rows].log()
+        ctx.save_for_backward(q, k, v, sq_dist, bias, ref, targets)
+        ctx.tau = tau
         return m, logp
 
     @staticmethod
     def backward(ctx: Any, grad_m: Tensor, grad_logp: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        q, k, v, bias, lse, targets = ctx.saved_tensors
-        s = ctx.s
+        q, k, v, sq_dist, bias, ref, targets = ctx.saved_tensors
+        tau = ctx.tau
+        s, c = (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
         grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-        grad_bias = torch.zeros_like(bias)
+        grad_dist = torch.zeros_like(sq_dist)
+        grad_bias = torch.zeros_like(bias) if bias is not None else None
         with full_precision():
             grad_m = grad_m.to(q.dtype)
             grad_logp = grad_logp.to(q.dtype)
             for rows in _row_chunks(q.shape[0], k.shape[0]):
-                logits = torch.addmm(bias.unsqueeze(0), q[rows], k.T, alpha=s)  # [c, n]
-                p = torch.exp(logits - lse[rows, None])  # [c, n]
+                r = ref[rows]
+                u = q[rows] - (1.0 - tau) * k[r]  # [c, d]
+                logits = _reference_logits(q[rows], k, sq_dist, bias, r, tau)  # [c, n]
+                p = _normalised(logits)[0]  # [c, n]
                 d_logits = _softmax_mean_logit_grad(p, grad_m[rows], k)  # [c, n]
                 if targets is not None:
                     # d log P[i, t_i] / d logits = onehot(t_i) - P_i
                     d_logits -= grad_logp[rows, None] * p
                     d_logits.scatter_add_(1, targets[rows, None], grad_logp[rows, None])
                 grad_v += p.T @ grad_m[rows]
-                grad_k += s * (d_logits.T @ q[rows])
-                grad_q[rows] = s * (d_logits @ k)
-                grad_bias += d_logits.sum(dim=0)
-        return grad_q, grad_k, grad_v, grad_bias, None, None
-
-
-def _zone_bias(a_c: Tensor, tau: float) -> Tensor:
-    """-(1-tau)^2 |a_c|^2 / (2 tau^2) per row of centred anchors [n, d] -> [n] (the GEMM form's anchor term)."""
-    return -((1.0 - tau) ** 2) / (2.0 * tau**2) * (a_c * a_c).sum(dim=1)
+                grad_u = s * (d_logits @ k)  # [c, d]
+                grad_q[rows] = grad_u
+                grad_k += s * (d_logits.T @ u)
+                grad_k.index_add_(0, r, grad_u, alpha=-(1.0 - tau))  # through u = q - (1-tau) k_r
+                grad_dist.index_add_(0, r, d_logits, alpha=-c)
+                if grad_bias is not None:
+                    grad_bias += d_logits.sum(dim=0)
+        return grad_q, grad_k, grad_v, grad_dist, grad_bias, None, None
 
 
 def _prepare(
     x: Tensor, anchors: Tensor, tau: float, log_weights: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor, float, Tensor]:
-    """Centre, cast and build the per-anchor bias. Returns (x_c, a_c, bias, s, centre)."""
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """Check, cast and centre. Returns (x_c, a_c, log_weights, centre)."""
     if x.dim() != 2 or anchors.dim() != 2 or x.shape[1] != anchors.shape[1]:
         raise ValueError(
             f"expected x [b, d] and anchors [n, d] with the same d, got {tuple(x.shape)} and {tuple(anchors.shape)}"
         )
     if log_weights is not None and log_weights.shape != (anchors.shape[0],):
-        raise ValueError(f"log_weights must have shape [n]={anchors.shape[0]}, got {tuple(log_weights.shape)}")
+        raise ValueError(
+            f"log_weights must have shape [n]={anchors.shape[0]}, got {tuple(log_weights.shape)}"
+        )
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"tau must be in (0, 1], got {tau}")
     dtype = compute_dtype(x, anchors, log_weights)
     x, anchors = x.to(dtype), anchors.to(dtype)
-    centre = anchors.mean(dim=0).detach()  # [d]; any constant works, the mean minimises cancellation
+    centre = anchors.mean(dim=0).detach()  # [d]; any constant works, the mean keeps the GEMM operands small
     a_c = anchors - centre
     x_c = x - (1.0 - tau) * centre
-    bias = _zone_bias(a_c, tau)  # [n]
-    if log_weights is not None:
-        bias = bias + log_weights.to(dtype)
-    return x_c, a_c, bias, (1.0 - tau) / tau**2, centre
+    return x_c, a_c, (log_weights.to(dtype) if log_weights is not None else None), centre
 
 
 def _posterior_mean_with_own(x: Tensor, anchors: Tensor, own: Tensor, tau: float) -> Tensor:
     """m_i over the field ``anchors`` [n, d] plus row i's own anchor ``own[i]``: n+1 zones per row.
 
     One extra logit per row, so a whole batch costs O(b·n) like a shared field, where calling the flow once per
-    row with its own [n+1, d] field would cost b separate flows. Plain autograd (used for inference).
+    row with its own [n+1, d] field would cost b separate flows. Each row's reference zone is its own anchor
+    (where a bank latent starts): the logits of the module docstring with r(i) = own, the distances to the
+    bank anchors taken from differences. Plain autograd (used for inference).
     """
-    x_c, a_c, bias, s, centre = _prepare(x, anchors, tau, None)
+    x_c, a_c, _, centre = _prepare(x, anchors, tau, None)
+    s, c = (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
     own = own.to(x_c.dtype)
     own_c = own - centre  # [b, d]
-    # The same logit convention as the GEMM form (row constant |x_c|^2 dropped): s <x_c, a_c> + bias.
-    own_logit = s * (x_c * own_c).sum(dim=1) + _zone_bias(own_c, tau)  # [b]
+    u = x_c - (1.0 - tau) * own_c  # [b, d]
+    own_logit = s * (u * own_c).sum(dim=1)  # [b]: the reference zone's distance term is 0
     raw = anchors.to(x_c.dtype)
     n = raw.shape[0]
     parts = []
-    for rows in _row_chunks(x.shape[0], n + 1):
-        logits = torch.addmm(bias.unsqueeze(0), x_c[rows], a_c.T, alpha=s)  # [c, n]
+    for rows in _row_chunks(x.shape[0], (n + 1) * a_c.shape[1]):
+        diff = own[rows, None, :] - raw[None, :, :]  # [c, n, d]: each bank anchor against the row's own
+        logits = torch.addmm((diff * diff).sum(dim=2), u[rows], a_c.T, beta=-c, alpha=s)  # [c, n]
         p = torch.softmax(torch.cat([logits, own_logit[rows, None]], dim=1), dim=1)  # [c, n+1]
         parts.append(p[:, :n] @ raw + p[:, n:] * own[rows])  # [c, d]
     return torch.cat(parts)
@@ -172,6 +261,7 @@ def posterior_mean(
     log_weights: Tensor | None = None,
     targets: Tensor | None = None,
     own: Tensor | None = None,
+    sq_dist: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Posterior mean of the anchors given x at flow time tau, and optionally log P(target zone).
 
@@ -182,6 +272,8 @@ def posterior_mean(
         log_weights: Optional log mixture weights [n] (-inf for a zone with weight 0).
         targets: Optional LongTensor [b] of zone indices.
         own: Optional [b, d]: row i's field is ``anchors`` plus ``own[i]`` (no weights or targets then).
+        sq_dist: Optional ``pairwise_sq_dist(anchors)`` [n, n], which a solver computes once for all its
+            steps (None: computed here).
 
     Returns:
         ``(m, logp)``: m [b, d] = sum_j P_ij a_j, and logp [b] = log P[i, targets[i]] (None without targets).
@@ -194,12 +286,15 @@ def posterior_mean(
         with full_precision():
             return _posterior_mean_with_own(x, anchors, own, tau), None
     with full_precision():
-        x_c, a_c, bias, s, _ = _prepare(x, anchors, tau, log_weights)
+        x_c, a_c, log_weights, _ = _prepare(x, anchors, tau, log_weights)
+        raw = anchors.to(x_c.dtype)
+        if sq_dist is None:
+            sq_dist = pairwise_sq_dist(raw)
         if targets is not None:
             if targets.shape != (x.shape[0],):
                 raise ValueError(f"targets must have shape [b]={x.shape[0]}, got {tuple(targets.shape)}")
             targets = targets.to(device=x.device, dtype=torch.long)
-        m, logp = _SoftmaxMean.apply(x_c, a_c, anchors.to(x_c.dtype), bias, s, targets)
+        m, logp = _SoftmaxMean.apply(x_c, a_c, raw, sq_dist.to(x_c.dtype), log_weights, tau, targets)
         return m, (logp if targets is not None else None)
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from lzn_lightning.latent._precision import compute_dtype, full_precision
-from lzn_lightning.latent.posterior import posterior_mean
+from lzn_lightning.latent.posterior import pairwise_sq_dist, posterior_mean
 
 SOLVERS = ("euler", "dpm++")
 _DEFAULT_EPS = {"euler": 1e-4, "dpm++": 1e-3}
@@ -41,9 +41,10 @@ def euler_forward(
 ) -> Tensor:
     """Euler integration of dx/dtau = (x - m)/tau from tau_start to tau_end in equal steps."""
     h = (tau_end - tau_start) / steps
+    sq_dist = pairwise_sq_dist(anchors) if own is None else None  # once for every step
     for k in range(steps):
         tau = tau_start + k * h
-        m, _ = posterior_mean(x, anchors, tau, log_weights, own=own)
+        m, _ = posterior_mean(x, anchors, tau, log_weights, own=own, sq_dist=sq_dist)
         x = x + (h / tau) * (x - m)
     return x
 
@@ -67,8 +68,9 @@ def dpm_solver_pp_forward(
     taus = [tau_start + k * (tau_end - tau_start) / steps for k in range(steps + 1)]
     lams = [_lam(t) for t in taus]
     ms: list[Tensor] = []  # data predictions m_{k-1}, m_{k-2}, m_{k-3} (most recent last)
+    sq_dist = pairwise_sq_dist(anchors) if own is None else None  # once for every step
     for k in range(1, steps + 1):
-        m, _ = posterior_mean(x, anchors, taus[k - 1], log_weights, own=own)
+        m, _ = posterior_mean(x, anchors, taus[k - 1], log_weights, own=own, sq_dist=sq_dist)
         ms = [*ms[-2:], m]
         step_order = min(order, k)
         if lower_order_final and steps < 10:

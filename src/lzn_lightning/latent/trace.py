@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from lzn_lightning.latent._precision import compute_dtype, full_precision
-from lzn_lightning.latent.posterior import posterior_mean
+from lzn_lightning.latent.posterior import pairwise_sq_dist, posterior_mean
 
 
 def trace_back(
@@ -40,9 +40,10 @@ def trace_back(
         x = latent.to(dtype)
         anchors = anchors.to(dtype)
         h = 1.0 / steps
+        sq_dist = pairwise_sq_dist(anchors)  # once for every step
         for s in range(steps):
             tau = 1.0 - s * h
-            m, logp = posterior_mean(x, anchors, tau, log_weights, targets)
+            m, logp = posterior_mean(x, anchors, tau, log_weights, targets, sq_dist=sq_dist)
             if logp is not None:
                 logps.append(logp)
             x = x - (h / tau) * (x - m)
