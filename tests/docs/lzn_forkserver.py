@@ -1,7 +1,7 @@
 """A fork server for ``lzn``: the Markdown tests' shell blocks call ``lzn`` a dozen times, and each new Python
 process spends ~6 s importing torch and Lightning before it does anything. This process imports them once and
 forks a child per call; the child takes the caller's working folder, environment, standard streams (passed over
-the socket) and arguments, runs ``tiny_lzn`` exactly as a fresh process would, and reports the exit status.
+the socket) and arguments, runs ``lzn_shim`` exactly as a fresh process would, and reports the exit status.
 
 Run: ``python lzn_forkserver.py SOCKET``; clients are ``lzn_client.py`` (the ``lzn`` on the tests' PATH).
 Each call is a fork of the freshly imported process, so no state passes from one call to the next. Nothing in
@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import tiny_lzn  # noqa: E402  (imports torch, Lightning and the lzn CLI once, for every child)
+import lzn_shim  # noqa: E402  (imports torch, Lightning and the lzn CLI once, for every child)
 
 import lzn_lightning.inference_cli  # noqa: E402,F401
 
@@ -39,7 +39,7 @@ def _serve_one(conn: socket.socket) -> None:
     os.environ.update(request["env"])
     code = 0
     try:
-        tiny_lzn.run(request["args"])
+        lzn_shim.run(request["args"])
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except BaseException:  # a traceback, as a process would print it

@@ -3,7 +3,7 @@
 The code blocks of README.md and docs/*.md are read with pytest-codeblocks (``extract_from_file``), one test
 per block, in document order, in one working folder per document (with ``recipes/`` and ``benchmarks/``
 linked in, as in a clone). Shell blocks run in bash (``set -euo pipefail``) with ``lzn`` on the PATH being
-tests/docs/tiny_lzn.py (the real CLI with each recipe shrunk to its tiny overlay), served by a fork server so
+tests/docs/lzn_shim.py (the real CLI with each recipe shrunk to its tiny overlay), served by a fork server so
 that each call skips the imports. Python blocks run as written, in that folder. A block that must not run
 here (an install, a download, a GPU) says so in the Markdown right above it, with
 ``<!--pytest.mark.skip(reason="...")-->``, where a reader sees the rule.

@@ -138,7 +138,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
 _KILLED_RUN = textwrap.dedent(
     """
     import os, signal, sys
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {plugins!r}]
     import lightning.pytorch as pl
     from test_resume import _fit
 
@@ -158,7 +158,8 @@ def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(
     straight: tuple[tuple[Any, pl.Trainer], BatchLog], tmp_path: Path
 ) -> None:
     script = _KILLED_RUN.format(
-        tests=str(Path(__file__).parent), ck=str(tmp_path / "ck"), root=str(tmp_path / "a")
+        tests=str(Path(__file__).parent), plugins=str(ROOT / "tests" / "plugins"), ck=str(tmp_path / "ck"),
+        root=str(tmp_path / "a"),
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.run(

@@ -90,6 +90,9 @@ SMALL_CASES = [
     *(acc.trace_back_case(b=48, n=48, d=16, scale=sc, weighted=True) for sc in SCALES),
     *(acc.two_view_case(d=16, scale=sc, form="log", b=48) for sc in SCALES),
     *(acc.joint_label_case(d=16, scale=sc, form="prob", b=48) for sc in SCALES),
+    # ... and the ground truth of tests/unit/test_latent_near_duplicates.py
+    *(acc.near_duplicate_latent_case(s, b=32, d=16, norm=10.0) for s in ("euler", "dpm++")),
+    acc.near_duplicate_trace_case(b=32, d=16, norm=10.0, weighted=True),
 ]
 
 

@@ -1,6 +1,6 @@
 """``lzn`` as the Markdown tests run it: the real CLI, with every recipe shrunk by its tiny overlay.
 
-``python tiny_lzn.py <subcommand> [args]`` runs ``lzn <subcommand> [args]`` after two changes, and no others:
+``python lzn_shim.py <subcommand> [args]`` runs ``lzn <subcommand> [args]`` after two changes, and no others:
 
 * ``fit``, ``validate`` and ``test`` get the recipe's tiny overlay (tests/overrides/tiny_recipe.py: synthetic data,
   tiny networks, 2 steps) right after the command's last ``--config``, so every flag the user wrote still wins
