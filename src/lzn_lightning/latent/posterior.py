@@ -85,9 +85,7 @@ def pairwise_sq_dist(anchors: Tensor) -> Tensor:
     elementwise work both ways.
     """
     with full_precision():
-        if (
-            anchors.dtype == torch.float64
-        ):  # no wider type: difference the pairs (float64 is for ground truths)
+        if anchors.dtype == torch.float64:  # no wider type: difference the pairs (the ground truths' case)
             diff = anchors[:, None, :] - anchors[None, :, :]  # [n, n, d]
             return (diff * diff).sum(dim=2)
         wide = anchors.double()
