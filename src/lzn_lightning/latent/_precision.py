@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -29,9 +30,24 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+_active = threading.local()  # per thread: autograd may run backward in another thread than forward
+
+
 @contextlib.contextmanager
 def full_precision() -> Iterator[None]:
-    """Disable autocast (every device type) and TF32 matmuls for the duration of the block."""
+    """Disable autocast (every device type) and TF32 matmuls for the duration of the block.
+
+    Re-entering it inside an active block of the same thread does nothing (the settings already hold): the
+    latent ops nest it several deep, ~800 entries per training step of the quick start.
+    """
+    if getattr(_active, "depth", 0):
+        _active.depth += 1
+        try:
+            yield
+        finally:
+            _active.depth -= 1
+        return
+    _active.depth = 1
     old_matmul = torch.backends.cuda.matmul.allow_tf32
     old_cudnn = torch.backends.cudnn.allow_tf32
     old_precision = torch.get_float32_matmul_precision()
@@ -46,6 +62,7 @@ def full_precision() -> Iterator[None]:
             else:
                 yield
     finally:
+        _active.depth = 0
         torch.backends.cuda.matmul.allow_tf32 = old_matmul
         torch.backends.cudnn.allow_tf32 = old_cudnn
         torch.set_float32_matmul_precision(old_precision)
