@@ -16,15 +16,13 @@ import argparse
 import torch
 
 import lzn_lightning
-from lzn_lightning.latent.accuracy import _latent
+from lzn_lightning.latent.accuracy import _latent, near_duplicate_anchors
 
 
 def geometry(norm: float, rel: float, n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """(anchors [n, d], noise [n, d], read-out w [n, d]) in float64, anchors 0 and 1 at ``rel * norm``."""
+    """(anchors [n, d], noise [n, d], read-out w [n, d]) in float64, anchor 1 at ``rel * |a_0|`` from anchor 0."""
     g = torch.Generator().manual_seed(seed)
-    anchors = norm / d**0.5 * torch.randn(n, d, generator=g, dtype=torch.float64)
-    direction = torch.randn(d, generator=g, dtype=torch.float64)
-    anchors[1] = anchors[0] + rel * anchors[0].norm() * direction / direction.norm()
+    anchors = near_duplicate_anchors(n, d, norm, g, separations=(rel,))
     noise = torch.randn(n, d, generator=g, dtype=torch.float64)
     readout = torch.randn(n, d, generator=g, dtype=torch.float64)
     return anchors, noise, readout

@@ -25,8 +25,7 @@ def compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
 
 @functools.cache
 def _cuda_available() -> bool:
-    """``torch.cuda.is_available()``, asked once: it probes the driver on every call (~0.2 ms without a GPU),
-    and ``full_precision`` is entered ~700 times a training step."""
+    """``torch.cuda.is_available()``, asked once: it probes the driver on every call (~0.2 ms without a GPU)."""
     return torch.cuda.is_available()
 
 

@@ -96,14 +96,20 @@ def pairwise_sq_dist(anchors: Tensor) -> Tensor:
         return dist.to(anchors.dtype)
 
 
+def _scales(tau: float) -> tuple[float, float]:
+    """(s, c) = ((1-tau)/tau^2, (1-tau)^2/(2 tau^2)): the factors of <u, a_j> and of |a_j - a_r|^2 in a logit."""
+    return (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
+
+
 def _reference_logits(
     q: Tensor, k: Tensor, sq_dist: Tensor, bias: Tensor | None, ref: Tensor, tau: float
-) -> Tensor:
-    """logit_ij = s <q_i - (1-tau) k_r, k_j> - c D[r, j] + bias_j for rows q [c, d] with references ref [c]."""
-    s, c = (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
-    u = q - (1.0 - tau) * k[ref]  # [c, d]: small, the row's offset from its reference zone
+) -> tuple[Tensor, Tensor]:
+    """(u [c, d], logits [c, n]) for rows q [c, d] with references ref [c]: u_i = q_i - (1-tau) k_r (small, the
+    row's offset from its reference zone) and logit_ij = s <u_i, k_j> - c D[r, j] + bias_j."""
+    s, c = _scales(tau)
+    u = q - (1.0 - tau) * k[ref]  # [c, d]
     logits = torch.addmm(sq_dist[ref], u, k.T, beta=-c, alpha=s)  # [c, n]
-    return logits if bias is None else logits + bias
+    return u, (logits if bias is None else logits + bias)
 
 
 def _choose_references(
@@ -116,16 +122,16 @@ def _choose_references(
     whole block: backward recomputes it with the same GEMM shapes, so forward and backward see the same
     rounding (a GEMM of a few rows rounds differently, and P moves with logit changes of 1e-2 nats).
     """
-    s, c = (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
+    s, c = _scales(tau)
     coarse = torch.addmm((k * k).sum(dim=1), q, k.T, beta=-c, alpha=s)  # [c, n]
     if bias is not None:
         coarse = coarse + bias
     ref = coarse.argmax(dim=1)  # [c]
-    logits = _reference_logits(q, k, sq_dist, bias, ref, tau)
+    _, logits = _reference_logits(q, k, sq_dist, bias, ref, tau)
     better = logits.argmax(dim=1)
     if bool((better != ref).any()):
         ref = better
-        logits = _reference_logits(q, k, sq_dist, bias, ref, tau)
+        _, logits = _reference_logits(q, k, sq_dist, bias, ref, tau)
     return ref, logits
 
 
@@ -159,16 +165,14 @@ class _SoftmaxMean(torch.autograd.Function):
         b = q.shape[0]
         m = q.new_empty(b, v.shape[1])
         logp = q.new_zeros(b)
-        top, total = q.new_empty(b), q.new_empty(b)  # each row's largest logit and sum of exp(logit - top)
         ref = torch.empty(b, dtype=torch.long, device=q.device)
         with full_precision():
             for rows in _row_chunks(b, k.shape[0]):
                 ref[rows], logits = _choose_references(q[rows], k, sq_dist, bias, tau)  # [c], [c, n]
-                p, top[rows], total[rows] = _normalised(logits)
+                p, top, total = _normalised(logits)  # [c, n], [c], [c]
                 m[rows] = p @ v  # [c, d]
                 if targets is not None:
-                    shifted = logits.gather(1, targets[rows, None]).squeeze(1) - top[rows]
-                    logp[rows] = shifted - total[rows].log()
+                    logp[rows] = logits.gather(1, targets[rows, None]).squeeze(1) - top - total.log()
         ctx.save_for_backward(q, k, v, sq_dist, bias, ref, targets)
         ctx.tau = tau
         return m, logp
@@ -177,7 +181,7 @@ class _SoftmaxMean(torch.autograd.Function):
     def backward(ctx: Any, grad_m: Tensor, grad_logp: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         q, k, v, sq_dist, bias, ref, targets = ctx.saved_tensors
         tau = ctx.tau
-        s, c = (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
+        s, c = _scales(tau)
         grad_q, grad_k, grad_v = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         grad_dist = torch.zeros_like(sq_dist)
         grad_bias = torch.zeros_like(bias) if bias is not None else None
@@ -186,8 +190,7 @@ class _SoftmaxMean(torch.autograd.Function):
             grad_logp = grad_logp.to(q.dtype)
             for rows in _row_chunks(q.shape[0], k.shape[0]):
                 r = ref[rows]
-                u = q[rows] - (1.0 - tau) * k[r]  # [c, d]
-                logits = _reference_logits(q[rows], k, sq_dist, bias, r, tau)  # [c, n]
+                u, logits = _reference_logits(q[rows], k, sq_dist, bias, r, tau)  # [c, d], [c, n]
                 p = _normalised(logits)[0]  # [c, n]
                 d_logits = _softmax_mean_logit_grad(p, grad_m[rows], k)  # [c, n]
                 if targets is not None:
@@ -236,7 +239,7 @@ def _posterior_mean_with_own(x: Tensor, anchors: Tensor, own: Tensor, tau: float
     bank anchors taken from differences. Plain autograd (used for inference).
     """
     x_c, a_c, _, centre = _prepare(x, anchors, tau, None)
-    s, c = (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
+    s, c = _scales(tau)
     own = own.to(x_c.dtype)
     own_c = own - centre  # [b, d]
     u = x_c - (1.0 - tau) * own_c  # [b, d]
