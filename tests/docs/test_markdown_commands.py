@@ -36,9 +36,8 @@ def _blocks() -> list:
         for block in extract_from_file(doc):
             if block.syntax not in RUNS:
                 continue
-            marks = [
-                eval(m, {"pytest": pytest, "sys": sys}) for m in block.marks
-            ]  # as pytest-codeblocks does
+            # The marks are written as Python in the Markdown; pytest-codeblocks evaluates them the same way.
+            marks = [eval(m, {"pytest": pytest, "sys": sys}) for m in block.marks]
             name = f"{doc.relative_to(ROOT)}:{block.lineno}"
             params.append(pytest.param(doc, block, id=name, marks=marks))
     return params
