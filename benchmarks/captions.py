@@ -113,6 +113,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's max_steps)")
     p.add_argument("--root", type=Path, default=Path("runs/quality"))
+    p.add_argument("--log", action="store_true", help="keep each fit's metrics.csv under --root")
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
     cfg = yaml.safe_load(args.recipe.read_text())

@@ -98,6 +98,7 @@ def main() -> None:
         help="ablation: the LZN recipe without its text decoder (decode: []), classification only",
     )  # fmt: skip
     p.add_argument("--root", type=Path, default=Path("runs/quality"))
+    p.add_argument("--log", action="store_true", help="keep each fit's metrics.csv under --root")
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
     cfg = yaml.safe_load(args.recipe.read_text())

@@ -5,6 +5,8 @@ them; no logger, no validation) and prints each step's time and the median after
 change to the step is measured where users feel it (the quick start).
 
     python benchmarks/train_step_time.py --recipe recipes/digits_joint.yaml --steps 12
+    python benchmarks/train_step_time.py --recipe recipes/cifar10_gen.yaml --steps 4 --warmup 1 \
+        --config benchmarks/configs/synthetic_cifar_batch32.yaml     # overlays as for lzn fit
     PYTHONPATH=<checkout of another commit>/src python benchmarks/train_step_time.py   # the same for that code
 """
 
@@ -42,10 +44,10 @@ def main() -> None:
     p.add_argument("--recipe", type=Path, default=Path("recipes/digits_joint.yaml"))
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=2)
-    args = p.parse_args()
+    args, overrides = p.parse_known_args()  # the rest: lzn fit overrides (--config overlay.yaml, --a.b=c)
     with tempfile.TemporaryDirectory() as root:
         cli = lzn([
-            "fit", "--config", str(args.recipe), f"--trainer.max_steps={args.steps}",
+            "fit", "--config", str(args.recipe), *overrides, f"--trainer.max_steps={args.steps}",
             "--trainer.limit_val_batches=0", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
             f"--trainer.default_root_dir={root}", "--trainer.callbacks+=train_step_time.StepTimer",
         ])  # fmt: skip

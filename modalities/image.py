@@ -10,29 +10,38 @@ from torch import Tensor
 from lzn_lightning.modality import Modality
 from lzn_lightning.nets import AnchorTower, LatentUNet, TimmAnchorEncoder, rf_invert, rf_loss, rf_sample
 from lzn_lightning.nets.anchor_norm import anchor_norm as anchor_norm_module
+from lzn_lightning.nets.ncsnpp import NCSNppDecoder, NCSNppEncoder
+from lzn_lightning.nets.resnet_gn import GroupNormResNet
+
+# Encoders whose anchor is their own output (no anchor_norm): the paper's networks.
+PAPER_ENCODERS = ("ncsnpp", "resnet50_gn")
 
 
 class ImageModality(Modality):
     """Images in [-1, 1], layout [B, C, H, W].
 
-    The encoder maps an image to its anchor: ``encoder="tower"`` is the multi-scale convolutional tower of the
-    generation recipes (a head on every feature map, summed); any other name is a timm backbone (e.g.
-    ``resnet50``, GroupNorm) plus a 2-layer projection head, as in the representation recipes. The optional
+    The encoder maps an image to its anchor: ``encoder="ncsnpp"`` is the paper's NCSN++ encoder (case studies
+    1 and 3: a latent head on every feature map, summed), ``"resnet50_gn"`` the paper's GroupNorm ResNet-50
+    with its 2-layer projection head (case study 2), ``"tower"`` a smaller multi-scale tower of the same kind
+    for the digits recipes; any other name is a timm backbone plus a 2-layer projection head. The optional
     decoder is a rectified-flow U-Net whose time embedding also takes the LZN latent (and a one-hot label when
-    ``num_classes > 0``), trained with the RF velocity loss.
+    ``num_classes > 0``), trained with the RF velocity loss: ``decoder_arch="ncsnpp"`` is the paper's,
+    ``"unet"`` the smaller one of the digits recipes. The paper's networks load the authors' released
+    checkpoints (``lzn import-reference``).
 
     Args:
         channels: Image channels.
         size: Image height and width.
-        encoder: ``"tower"``, ``"none"`` (no encoder: plain RF baseline) or a timm model name.
-        encoder_width: Base channels of the tower.
-        encoder_ch_mult: Channel multipliers per resolution of the tower.
-        encoder_blocks: Residual blocks per resolution of the tower.
-        head_channels: 1x1-conv channels of each tower head.
-        head_hidden: Hidden width of each tower head, or of the timm projection head.
-        head_min_resolution: Smallest feature-map resolution of the tower that gets a head.
-        head_max_resolution: Largest feature-map resolution of the tower that gets a head (None: all). The
-            256-px reference encoders keep heads only at 64..4 px.
+        encoder: ``"ncsnpp"``, ``"resnet50_gn"``, ``"tower"``, ``"none"`` (no encoder: plain RF baseline) or a
+            timm model name.
+        encoder_width: Base channels of the tower / NCSN++ encoder.
+        encoder_ch_mult: Channel multipliers per resolution of the tower / NCSN++ encoder.
+        encoder_blocks: Residual blocks per resolution of the tower / NCSN++ encoder.
+        head_channels: 1x1-conv channels of each tower / NCSN++ head.
+        head_hidden: Hidden width of each tower / NCSN++ head, or of the timm projection head.
+        head_min_resolution: Smallest feature-map resolution of the tower / NCSN++ encoder that gets a head.
+        head_max_resolution: Largest feature-map resolution that gets a head (None: all). The 256-px paper
+            encoders keep heads only at 64..4 px.
         anchor_norm: How the tower's anchors end: ``"none"`` (the reference tower), ``"group"`` (a GroupNorm,
             32 groups of at least 8 dimensions, learnable scale, zero bias, as the reference's ResNet projection
             head ends; ``true`` is an alias) or ``"batch"`` (each dimension standardised over the batch, then
@@ -46,12 +55,19 @@ class ImageModality(Modality):
         encoder_dropout: Dropout in the tower.
         encoder_lr: Learning rate of the encoder.
         decoder: Whether to build the RF decoder.
+        decoder_arch: ``"ncsnpp"`` (the paper's) or ``"unet"``.
         decoder_width: Base channels of the U-Net.
         decoder_ch_mult: Channel multipliers per resolution of the U-Net.
         decoder_blocks: Residual blocks per resolution of the U-Net.
         attn_resolutions: Resolutions with self-attention in the U-Net.
         decoder_dropout: Dropout in the U-Net.
         decoder_lr: Learning rate of the decoder.
+        fir: NCSN++ only: resample with the [1,3,3,1] FIR filter (the paper's 256 px networks).
+        progressive: NCSN++ only: the input image joins every down level, and the decoder sums per-level image
+            predictions (the paper's 256 px networks).
+        time_embedding: NCSN++ decoder only: ``"positional"`` (sinusoidal of 999 t, CIFAR) or ``"fourier"``
+            (Gaussian Fourier features of log(999 t), 256 px).
+        scale_by_sigma: NCSN++ decoder only: divide its output by 999 t, as the paper's 256 px decoders do.
         latent_conditioning: Condition the decoder on the LZN latent (False = plain RF baseline).
         num_classes: If > 0, the decoder is also conditioned on the one-hot label of ``label_field``.
         label_field: Batch field holding the labels the decoder is conditioned on.
@@ -79,12 +95,17 @@ class ImageModality(Modality):
         encoder_dropout: float = 0.0,
         encoder_lr: float = 1e-3,
         decoder: bool = True,
+        decoder_arch: str = "unet",
         decoder_width: int = 32,
         decoder_ch_mult: tuple[int, ...] = (1, 2),
         decoder_blocks: int = 1,
         attn_resolutions: tuple[int, ...] = (),
         decoder_dropout: float = 0.0,
         decoder_lr: float = 1e-3,
+        fir: bool = False,
+        progressive: bool = False,
+        time_embedding: str = "positional",
+        scale_by_sigma: bool = False,
         latent_conditioning: bool = True,
         num_classes: int = 0,
         label_field: str = "label",
@@ -95,6 +116,8 @@ class ImageModality(Modality):
         if encoder == "none" and not decoder:
             raise ValueError("ImageModality with encoder='none' and decoder=False has nothing to train")
         anchor_norm_module(anchor_norm, 8, anchor_scale)  # fail at construction on a bad kind or scale
+        if decoder_arch not in ("unet", "ncsnpp"):
+            raise ValueError(f"decoder_arch must be 'unet' or 'ncsnpp', got {decoder_arch!r}")
         if sample_method not in ("euler", "rk45"):
             raise ValueError(f"sample_method must be 'euler' or 'rk45', got {sample_method!r}")
         self.channels, self.size = channels, size
@@ -113,6 +136,24 @@ class ImageModality(Modality):
         self.encoder: torch.nn.Module | None
         if self.encoder_name == "none":
             self.encoder = None
+        elif self.encoder_name == "ncsnpp":
+            self.encoder = NCSNppEncoder(
+                self.channels,
+                self.size,
+                latent_dim,
+                width=a["encoder_width"],
+                ch_mult=tuple(a["encoder_ch_mult"]),
+                num_res_blocks=a["encoder_blocks"],
+                attn_resolutions=tuple(a["attn_resolutions"]),
+                dropout=a["encoder_dropout"],
+                fir=a["fir"],
+                progressive=a["progressive"],
+                head_channels=a["head_channels"],
+                head_hidden=a["head_hidden"],
+                head_resolutions=self._head_resolutions(len(a["encoder_ch_mult"])),
+            )
+        elif self.encoder_name == "resnet50_gn":
+            self.encoder = GroupNormResNet(out_dim=latent_dim, channels=self.channels)
         elif self.encoder_name == "tower":
             self.encoder = AnchorTower(
                 self.channels,
@@ -140,8 +181,18 @@ class ImageModality(Modality):
             if self.encoder_name == "tower"
             else None
         )
-        self.decoder = (
-            LatentUNet(
+        self.decoder = self._build_decoder(latent_dim) if self.want_decoder else None
+
+    def _head_resolutions(self, levels: int) -> list[int]:
+        """The encoder's feature-map resolutions within [head_min_resolution, head_max_resolution]."""
+        lo, hi = self.init_args["head_min_resolution"], self.init_args["head_max_resolution"]
+        every = [self.size // 2**level for level in range(levels)]
+        return [r for r in every if r >= lo and (hi is None or r <= hi)]
+
+    def _build_decoder(self, latent_dim: int) -> torch.nn.Module:
+        a = self.init_args
+        if a["decoder_arch"] == "ncsnpp":
+            return NCSNppDecoder(
                 self.channels,
                 self.size,
                 latent_dim,
@@ -151,10 +202,23 @@ class ImageModality(Modality):
                 num_res_blocks=a["decoder_blocks"],
                 attn_resolutions=tuple(a["attn_resolutions"]),
                 dropout=a["decoder_dropout"],
+                fir=a["fir"],
+                progressive=a["progressive"],
+                time_embedding=a["time_embedding"],
+                scale_by_sigma=a["scale_by_sigma"],
                 latent_conditioning=self.latent_conditioning,
             )
-            if self.want_decoder
-            else None
+        return LatentUNet(
+            self.channels,
+            self.size,
+            latent_dim,
+            num_classes=self.num_classes,
+            width=a["decoder_width"],
+            ch_mult=tuple(a["decoder_ch_mult"]),
+            num_res_blocks=a["decoder_blocks"],
+            attn_resolutions=tuple(a["attn_resolutions"]),
+            dropout=a["decoder_dropout"],
+            latent_conditioning=self.latent_conditioning,
         )
 
     @property
@@ -192,7 +256,7 @@ class ImageModality(Modality):
 
     def embed(self, x: Tensor) -> Tensor:
         """The representation: the pre-head feature for timm backbones, the anchor for the tower."""
-        if isinstance(self.encoder, TimmAnchorEncoder):
+        if isinstance(self.encoder, (TimmAnchorEncoder, GroupNormResNet)):
             return self.encoder.features(x)
         return self.encode(x)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
+# Whether the user asked for offline Hugging Face access (then lzn import-reference reads the cache only).
+USER_HF_OFFLINE = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 # Why here: without it every timm/hub lookup retries for ~46 s on machines without network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -34,6 +36,7 @@ SUBCOMMANDS = {
     "sample": "generate from a checkpoint: images (by label, or from --prompts in a .txt), or captions",
     "classify": "label images (.npy or a folder) or texts (.txt, one per line) with a checkpoint, to CSV",
     "embed": "embed images (.npy or a folder) or texts (.txt) with a checkpoint, to .npy",
+    "import-reference": "turn one of the paper's released checkpoints into a checkpoint of its recipe",
 }
 
 
@@ -124,6 +127,11 @@ def main(args: list[str] | None = None) -> LZNCLI | None:
             from lzn_lightning.inference_cli import run_inference_command
 
             run_inference_command(argv[0], argv[1:])
+            return None
+        if argv[0] == "import-reference":
+            from lzn_lightning.reference_import import main as import_reference
+
+            import_reference(argv[1:], offline=USER_HF_OFFLINE)
             return None
         return LZNCLI(
             LZNLightningModule,

@@ -1,8 +1,10 @@
 """Exponential moving average of the modality weights, with the reference's warm-up and phase rules.
 
-shadow <- shadow - (1 - delta) (shadow - theta), delta = min(decay, (1 + k) / (10 + k)), k = updates so far
-(lzn_reference.md §3.0). Updated only after a successful optimiser step and not for frozen parameter groups, so
-it cannot be Lightning's ``EMAWeightAveraging`` (which steps on every batch and knows nothing of frozen phases).
+shadow <- shadow - (1 - delta) (shadow - theta), delta = min(decay, (1 + k) / (10 + k)), k = the number of
+updates including this one (so the first update uses 2/11, as the paper's trainers and released checkpoints
+count; lzn_reference.md §3.0). Updated only after a successful optimiser step and not for frozen parameter
+groups, so it cannot be Lightning's ``EMAWeightAveraging`` (which steps on every batch and knows nothing of
+frozen phases).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class ModalityEMA(nn.Module):
     @torch.no_grad()
     def update(self, model: nn.Module, frozen: frozenset[str] = frozenset()) -> None:
         """One EMA step towards ``model``; parameters named in ``frozen`` keep their EMA value."""
-        k = int(self.num_updates)
+        k = int(self.num_updates) + 1  # this update counts, as in the paper's EMA
         delta = min(self.decay, (1.0 + k) / (10.0 + k))
         live = dict(model.named_parameters())
         for name, shadow in self.shadow.named_parameters():

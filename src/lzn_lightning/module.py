@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from lzn_lightning import distributed as D
 from lzn_lightning.baselines import BASELINE_FORMS, baseline_logits
-from lzn_lightning.checkpoints import BANK_PREFIX, first_line, read_checkpoint
+from lzn_lightning.checkpoints import BANK_PREFIX, check_fits, first_line, read_checkpoint
 from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
 from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
@@ -82,6 +82,9 @@ class LZNLightningModule(pl.LightningModule):
         max_consecutive_skips: Stop with an error after this many consecutive skipped (non-finite) steps; a
             skipped step does not advance ``trainer.global_step``, so ``max_steps`` alone would never end such a
             run.
+        init_from: An lzn checkpoint whose weights and EMA a new ``lzn fit`` starts from, e.g. one written by
+            ``lzn import-reference``; the optimiser, learning-rate schedule and step count start fresh. Ignored
+            when resuming with ``--ckpt_path``.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class LZNLightningModule(pl.LightningModule):
         eval_flow_noise: float = 1.0,
         seed: int | None = None,
         max_consecutive_skips: int = 100,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -125,6 +129,7 @@ class LZNLightningModule(pl.LightningModule):
         self.eval_flow_noise = eval_flow_noise
         self.seed = seed
         self.max_consecutive_skips = max_consecutive_skips
+        self.init_from = init_from
         self._consecutive_skips = 0
         self._validate()
         self.ema = ModalityEMA(self.modalities, ema_decay) if ema_decay else None
@@ -192,6 +197,16 @@ class LZNLightningModule(pl.LightningModule):
             return
         for name, m in self.modalities.items():
             m.check_datamodule(datamodule, name)  # type: ignore[operator]
+
+    def on_fit_start(self) -> None:
+        """Start from ``init_from``'s weights and EMA (a new run only; a resumed one has its own)."""
+        if self.init_from is None or self.trainer.ckpt_path is not None:
+            return
+        ckpt = read_checkpoint(self.init_from)
+        check_fits(self, ckpt, self.init_from)
+        weights = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(("modalities.", "ema."))}
+        missing, _ = self.load_state_dict(weights, strict=False)
+        assert all(not k.startswith(("modalities.", "ema.")) for k in missing), missing
 
     # ------------------------------------------------------------------------------------------ randomness
     def noise_seed(self) -> int:

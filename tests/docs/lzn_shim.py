@@ -1,12 +1,15 @@
 """``lzn`` as the Markdown tests run it: the real CLI, with every recipe shrunk by its tiny overlay.
 
-``python lzn_shim.py <subcommand> [args]`` runs ``lzn <subcommand> [args]`` after two changes, and no others:
+``python lzn_shim.py <subcommand> [args]`` runs ``lzn <subcommand> [args]`` after these changes, and no others:
 
-* ``fit``, ``validate`` and ``test`` get the recipe's tiny overlay (tests/overrides/tiny_recipe.py: synthetic data,
-  tiny networks, 2 steps) right after the command's last ``--config``, so every flag the user wrote still wins
-  (``--trainer.devices=2`` included). The recipe's logger is kept, so checkpoints land where the docs say
-  (``runs/<recipe>/lightning_logs/version_N/checkpoints/last.ckpt``).
+* ``fit``, ``validate`` and ``test`` get the recipe's tiny overlay (tests/overrides/tiny_recipe.py: synthetic
+  data, tiny networks, 2 steps) right after the command's last ``--config``, so every flag the user wrote
+  still wins (``--trainer.devices=2`` included). The recipe's logger is kept, so checkpoints land where the
+  docs say (``runs/<recipe>/lightning_logs/version_N/checkpoints/last.ckpt``).
 * ``fit --ckpt_path`` (a resume) trains 2 steps more than the checkpoint holds, so a resume trains.
+* ``import-reference`` gets the tiny overlay too, and a released file named by its model-page path is served
+  from a local Hugging Face cache in ``.tiny/hub`` holding an authors'-layout checkpoint of the recipe's tiny
+  model (tests/overrides/authors_checkpoint.py); the real command then reads it offline, as a user's cache.
 
 The overlay is written to ``.tiny/`` in the working folder (the folder the docs' relative paths start from).
 """
@@ -37,8 +40,32 @@ def _option(args: list[str], name: str) -> list[tuple[int, str]]:
     return found
 
 
+def _serve_released(recipe: Path, name: str) -> None:
+    """Put an authors'-layout tiny checkpoint of ``recipe`` in ``.tiny/hub`` as the model page's ``name``."""
+    from authors_checkpoint import authors_checkpoint
+    from huggingface_hub import constants
+
+    from lzn_lightning.reference_import import HF_REPO
+
+    commit = "0" * 40  # any snapshot id: the cache's refs/main names it
+    repo = Path(".tiny/hub").resolve() / f"models--{HF_REPO.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    target = repo / "snapshots" / commit / name
+    if not target.is_file():
+        authors_checkpoint(recipe, Path(".tiny"), path=target)
+    constants.HF_HUB_CACHE = str(repo.parent)
+
+
 def tiny_args(args: list[str]) -> list[str]:
     """The arguments of ``lzn`` with the tiny overlay inserted (see the module docstring)."""
+    if args and args[0] == "import-reference":
+        recipe = Path(_option(args, "--recipe")[-1][1])
+        Path(".tiny").mkdir(exist_ok=True)
+        checkpoint = _option(args, "--checkpoint")[-1][1]
+        if not Path(checkpoint).is_file():
+            _serve_released(recipe, checkpoint)
+        return [*args, "--config", str(tiny_override(recipe, Path(".tiny")))]
     if not args or args[0] not in TRAINING_COMMANDS:
         return args
     configs = _option(args, "--config")
@@ -59,8 +86,8 @@ def tiny_args(args: list[str]) -> list[str]:
 
 def run(args: list[str]) -> None:
     """Run ``lzn args`` with the changes above."""
-    # sys.argv is what Lightning re-runs for the other ranks of a multi-process fit: give it the final arguments
-    # and this script as the program, so the ranks run the same command.
+    # sys.argv is what Lightning re-runs for the other ranks of a multi-process fit: give it the final
+    # arguments and this script as the program, so the ranks run the same command.
     sys.argv = [__file__, *tiny_args(args)]
     main()
 
