@@ -37,6 +37,7 @@ SUBCOMMANDS = {
     "classify": "label images (.npy or a folder) or texts (.txt, one per line) with a checkpoint, to CSV",
     "embed": "embed images (.npy or a folder) or texts (.txt) with a checkpoint, to .npy",
     "import-reference": "turn one of the paper's released checkpoints into a checkpoint of its recipe",
+    "check-data": "decode every image file of a recipe's data and list the unreadable ones",
 }
 
 
@@ -112,6 +113,38 @@ class LZNCLI(LightningCLI):
         return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
 
+def recipe_cli(args: list[str]) -> LZNCLI:
+    """The recipe's model, data and trainer as ``lzn fit`` builds them, without running anything.
+
+    Args:
+        args: ``lzn fit`` arguments without the subcommand, e.g. ``["--config", "recipes/x.yaml"]``.
+    """
+    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees both args= and a command line
+    try:
+        return LZNCLI(
+            LZNLightningModule,
+            LZNDataModule,
+            subclass_mode_data=True,
+            seed_everything_default=0,
+            auto_configure_optimizers=False,
+            run=False,
+            args=[*args, "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=null"],
+        )
+    finally:
+        sys.argv = argv
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message for the ``error:`` line; for one re-raised from a DataLoader worker (whose message is
+    the worker's whole traceback) the original exception's own message."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        head, sep, rest = last.partition(": ")
+        text = rest if sep and " " not in head else last
+    return text
+
+
 def main(args: list[str] | None = None) -> LZNCLI | None:
     """Entry point of ``lzn``; returns the CLI object (its ``model``, ``datamodule``, ``trainer``) for callers.
 
@@ -133,6 +166,13 @@ def main(args: list[str] | None = None) -> LZNCLI | None:
 
             import_reference(argv[1:], offline=USER_HF_OFFLINE)
             return None
+        if argv[0] == "check-data":
+            from lzn_lightning.check_data import main as check_data
+
+            status = check_data(argv[1:])
+            if status:
+                raise SystemExit(status)
+            return None
         return LZNCLI(
             LZNLightningModule,
             LZNDataModule,
@@ -144,7 +184,7 @@ def main(args: list[str] | None = None) -> LZNCLI | None:
     except (ValueError, FileNotFoundError) as err:
         if os.environ.get("LZN_DEBUG"):
             raise
-        print(f"error: {err}\n(set LZN_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"error: {one_line(err)}\n(set LZN_DEBUG=1 for the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,26 +209,11 @@ def read_reference(path: Path) -> dict[str, Any]:
 
 def _build(recipe: Path, overrides: list[str]) -> nn.Module:
     """The recipe's model, built by the same parser as ``lzn fit``."""
-    from lzn_lightning.cli import LZNCLI
-    from lzn_lightning.data import LZNDataModule
-    from lzn_lightning.module import LZNLightningModule
+    from lzn_lightning.cli import recipe_cli
 
     if not recipe.is_file():
         raise FileNotFoundError(f"recipe {recipe} does not exist")
-    args = [
-        "--config",
-        str(recipe),
-        *overrides,
-        "--trainer.logger=false",
-        "--trainer.enable_checkpointing=false",
-        "--trainer.callbacks=null",
-    ]
-    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees both args= and a command line
-    try:
-        cli = LZNCLI(LZNLightningModule, LZNDataModule, subclass_mode_data=True, run=False, args=args)
-    finally:
-        sys.argv = argv
-    return cli.model
+    return recipe_cli(["--config", str(recipe), *overrides]).model
 
 
 def write_checkpoint(model: nn.Module, out: Path, info: dict[str, Any]) -> None:

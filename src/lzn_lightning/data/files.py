@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,41 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as F
 
 from lzn_lightning.data.views import ViewDataset, as_labels
+
+log = logging.getLogger(__name__)
+
+# What decoding a broken file raises: truncated or corrupt data (OSError), not an image at all
+# (PIL's UnidentifiedImageError, an OSError), bad headers (ValueError, SyntaxError), absurd sizes
+# (DecompressionBombError).
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded; the message names the file and what to do."""
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def unreadable(path: Path | str, err: BaseException) -> UnreadableImageError:
+    """The one-line error for a file that does not decode."""
+    return UnreadableImageError(
+        f"cannot read image {path} ({_reason(err)}); replace or delete it, list every such file with "
+        "`lzn check-data --config <recipe>`, or set data.init_args.skip_bad_files=true"
+    )
+
+
+def check_image_file(path: str) -> str | None:
+    """Decode ``path`` fully; None if it reads, else the reason (for ``lzn check-data``)."""
+    try:
+        with Image.open(path) as f:
+            f.load()  # decodes every byte: a truncated JPEG opens fine and fails only here
+    except DECODE_ERRORS as err:
+        return _reason(err)
+    return None
+
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -67,8 +103,11 @@ class LoadRGB:
         self.size = size
 
     def __call__(self, path: Path) -> Image.Image:
-        with Image.open(path) as f:
-            image = f.convert("RGB")  # also handles grayscale, palette and CMYK files
+        try:
+            with Image.open(path) as f:
+                image = f.convert("RGB")  # also handles grayscale, palette and CMYK files
+        except DECODE_ERRORS as err:
+            raise unreadable(path, err) from None
         if self.size is not None:
             image = F.center_crop(F.resize(image, self.size, antialias=True), [self.size, self.size])
         return image
@@ -83,6 +122,9 @@ class ImageFileDataset(ViewDataset):
         load: Decodes a path to a PIL image or uint8 tensor (e.g. :class:`LoadRGB`).
         transform: Random augmentation, or deterministic evaluation transform (see :class:`ViewDataset`).
         two_views: Return two independent augmentations as ``image`` and ``image_view2``.
+        skip_bad_files: Serve the next readable file in place of one that does not decode (a warning names it,
+            once per loader process) instead of ending the run with an error naming it. The replacement
+            depends on the index alone, so an interrupted run resumes exactly.
     """
 
     def __init__(
@@ -92,8 +134,11 @@ class ImageFileDataset(ViewDataset):
         load: Callable[[Path], Any],
         transform: Callable[[Any], Any] | None = None,
         two_views: bool = False,
+        skip_bad_files: bool = False,
     ) -> None:
         super().__init__(transform, two_views, labelled=labels is not None)
+        self.skip_bad_files = skip_bad_files
+        self._replaced: dict[int, int] = {}  # index of an unreadable file -> index served in its place
         # Why strings: a Path is several Python objects, which adds up at 1.28M ImageNet files per worker.
         self.files = [str(f) for f in files]
         self.labels = as_labels(labels, len(self.files))
@@ -103,11 +148,28 @@ class ImageFileDataset(ViewDataset):
         return len(self.files)
 
     def raw_image(self, index: int) -> Any:
-        return self.load(Path(self.files[index]))
+        try:
+            return self.load(Path(self.files[index]))
+        except UnreadableImageError as err:
+            if not self.skip_bad_files:
+                raise
+            first = err
+        for step in range(1, len(self.files)):  # the next readable file, wrapping around
+            other = (index + step) % len(self.files)
+            try:
+                image = self.load(Path(self.files[other]))
+            except UnreadableImageError:
+                continue
+            if index not in self._replaced:
+                what = str(first).split("; ")[0]  # "cannot read image <file> (<reason>)"
+                log.warning("skip_bad_files: %s; serving %s in its place", what, self.files[other])
+            self._replaced[index] = other
+            return image
+        raise UnreadableImageError(f"no file of this dataset decodes (the first: {first})")
 
     def label(self, index: int) -> Tensor:
         assert self.labels is not None
-        return self.labels[index]
+        return self.labels[self._replaced.get(index, index)]  # the label of the image actually served
 
     def subset(
         self, indices: Sequence[int], transform: Callable[[Any], Any] | None, two_views: bool
@@ -116,4 +178,5 @@ class ImageFileDataset(ViewDataset):
         labels = (
             None if self.labels is None else self.labels[torch.as_tensor(indices, dtype=torch.long)].tolist()
         )
-        return ImageFileDataset([self.files[i] for i in indices], labels, self.load, transform, two_views)
+        files = [self.files[i] for i in indices]
+        return ImageFileDataset(files, labels, self.load, transform, two_views, self.skip_bad_files)

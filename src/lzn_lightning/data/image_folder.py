@@ -44,6 +44,8 @@ class ImageFolderDataModule(LZNDataModule):
         use_labels: ``None`` detects class sub-folders; ``True`` requires them; ``False`` ignores them (all
             images, unlabelled).
         batch_size: Global training batch size, summed over all devices.
+        skip_bad_files: Serve the next readable image in place of a file that does not decode (a warning
+            names it) instead of ending the run with one error line naming it. ``lzn check-data`` lists them all.
         **kwargs: The other common arguments of :class:`~lzn_lightning.data.LZNDataModule`.
     """
 
@@ -57,9 +59,11 @@ class ImageFolderDataModule(LZNDataModule):
         val_fraction: float = 0.0,
         use_labels: bool | None = None,
         batch_size: int = 64,
+        skip_bad_files: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, **kwargs)
+        self.skip_bad_files = skip_bad_files
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if val_root is not None and val_fraction > 0:
@@ -124,10 +128,10 @@ class ImageFolderDataModule(LZNDataModule):
         load = LoadRGB(self.size)
         train_views, eval_views = self.view_settings(train=True), self.view_settings(train=False)
         files, labels = self._list(self.root)
-        everything = ImageFileDataset(files, labels, load)
+        everything = ImageFileDataset(files, labels, load, skip_bad_files=self.skip_bad_files)
         if self.val_root is not None:
             train = everything.subset(range(len(files)), *train_views)
-            val = ImageFileDataset(*self._list(self.val_root), load, *eval_views)
+            val = ImageFileDataset(*self._list(self.val_root), load, *eval_views, self.skip_bad_files)
         else:
             train_idx, val_idx, _ = stratified_split(labels, self.val_fraction, 0.0, self.seed, len(files))
             train = everything.subset(train_idx.tolist(), *train_views)

@@ -29,6 +29,8 @@ class ImageNetDataModule(LZNDataModule):
         size: Side of the square crops fed to the model.
         two_views: Training batches carry two augmented views (``image``, ``image_view2``).
         batch_size: Global training batch size, summed over all devices.
+        skip_bad_files: Serve the next readable image in place of a file that does not decode (a warning
+            names it) instead of ending the run with one error line naming it. ``lzn check-data`` lists them all.
         **kwargs: The other common arguments of :class:`~lzn_lightning.data.LZNDataModule`.
     """
 
@@ -40,9 +42,11 @@ class ImageNetDataModule(LZNDataModule):
         size: int = 224,
         two_views: bool = True,
         batch_size: int = 256,
+        skip_bad_files: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, two_views=two_views, **kwargs)
+        self.skip_bad_files = skip_bad_files
         self.root = Path(root).expanduser()
         self.size = size
         self._classes: list[str] | None = None
@@ -84,7 +88,7 @@ class ImageNetDataModule(LZNDataModule):
         files, labels = list_class_images(self.root / split, self.classes)
         if not files:
             raise self._not_found(f"{self.root / split} contains no image files")
-        return ImageFileDataset(files, labels, LoadRGB(None), transform, two_views)
+        return ImageFileDataset(files, labels, LoadRGB(None), transform, two_views, self.skip_bad_files)
 
     def build_datasets(self) -> tuple[ImageFileDataset, ImageFileDataset, ImageFileDataset]:
         unknown = sorted(set(self._class_folders("val")) - set(self.classes))
