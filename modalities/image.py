@@ -134,6 +134,15 @@ class ImageModality(Modality):
         super().build(latent_dim)
         a = self.init_args
         self.encoder: torch.nn.Module | None
+        # what the NCSN++ encoder and the smaller tower share
+        trunk = dict(
+            width=a["encoder_width"],
+            ch_mult=tuple(a["encoder_ch_mult"]),
+            num_res_blocks=a["encoder_blocks"],
+            head_channels=a["head_channels"],
+            head_hidden=a["head_hidden"],
+            dropout=a["encoder_dropout"],
+        )
         if self.encoder_name == "none":
             self.encoder = None
         elif self.encoder_name == "ncsnpp":
@@ -141,16 +150,11 @@ class ImageModality(Modality):
                 self.channels,
                 self.size,
                 latent_dim,
-                width=a["encoder_width"],
-                ch_mult=tuple(a["encoder_ch_mult"]),
-                num_res_blocks=a["encoder_blocks"],
                 attn_resolutions=tuple(a["attn_resolutions"]),
-                dropout=a["encoder_dropout"],
                 fir=a["fir"],
                 progressive=a["progressive"],
-                head_channels=a["head_channels"],
-                head_hidden=a["head_hidden"],
                 head_resolutions=self._head_resolutions(len(a["encoder_ch_mult"])),
+                **trunk,
             )
         elif self.encoder_name == "resnet50_gn":
             self.encoder = GroupNormResNet(out_dim=latent_dim, channels=self.channels)
@@ -159,14 +163,9 @@ class ImageModality(Modality):
                 self.channels,
                 self.size,
                 latent_dim,
-                width=a["encoder_width"],
-                ch_mult=tuple(a["encoder_ch_mult"]),
-                num_res_blocks=a["encoder_blocks"],
-                head_channels=a["head_channels"],
-                head_hidden=a["head_hidden"],
                 head_min_resolution=a["head_min_resolution"],
                 head_max_resolution=a["head_max_resolution"],
-                dropout=a["encoder_dropout"],
+                **trunk,
             )
         else:
             self.encoder = TimmAnchorEncoder(
@@ -191,27 +190,7 @@ class ImageModality(Modality):
 
     def _build_decoder(self, latent_dim: int) -> torch.nn.Module:
         a = self.init_args
-        if a["decoder_arch"] == "ncsnpp":
-            return NCSNppDecoder(
-                self.channels,
-                self.size,
-                latent_dim,
-                num_classes=self.num_classes,
-                width=a["decoder_width"],
-                ch_mult=tuple(a["decoder_ch_mult"]),
-                num_res_blocks=a["decoder_blocks"],
-                attn_resolutions=tuple(a["attn_resolutions"]),
-                dropout=a["decoder_dropout"],
-                fir=a["fir"],
-                progressive=a["progressive"],
-                time_embedding=a["time_embedding"],
-                scale_by_sigma=a["scale_by_sigma"],
-                latent_conditioning=self.latent_conditioning,
-            )
-        return LatentUNet(
-            self.channels,
-            self.size,
-            latent_dim,
+        common = dict(
             num_classes=self.num_classes,
             width=a["decoder_width"],
             ch_mult=tuple(a["decoder_ch_mult"]),
@@ -220,6 +199,10 @@ class ImageModality(Modality):
             dropout=a["decoder_dropout"],
             latent_conditioning=self.latent_conditioning,
         )
+        if a["decoder_arch"] == "ncsnpp":
+            paper = {k: a[k] for k in ("fir", "progressive", "time_embedding", "scale_by_sigma")}
+            return NCSNppDecoder(self.channels, self.size, latent_dim, **common, **paper)
+        return LatentUNet(self.channels, self.size, latent_dim, **common)
 
     @property
     def has_encoder(self) -> bool:

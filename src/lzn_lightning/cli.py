@@ -119,19 +119,25 @@ def recipe_cli(args: list[str]) -> LZNCLI:
     Args:
         args: ``lzn fit`` arguments without the subcommand, e.g. ``["--config", "recipes/x.yaml"]``.
     """
+    quiet = ["--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=null"]
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees both args= and a command line
     try:
-        return LZNCLI(
-            LZNLightningModule,
-            LZNDataModule,
-            subclass_mode_data=True,
-            seed_everything_default=0,
-            auto_configure_optimizers=False,
-            run=False,
-            args=[*args, "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=null"],
-        )
+        return _lzn_cli([*args, *quiet], run=False)
     finally:
         sys.argv = argv
+
+
+def _lzn_cli(args: list[str] | None, run: bool = True) -> LZNCLI:
+    """LightningCLI with lzn's model, data and defaults (``args=None``: it reads ``sys.argv`` itself)."""
+    return LZNCLI(
+        LZNLightningModule,
+        LZNDataModule,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+        run=run,
+        args=args,
+    )
 
 
 def one_line(err: BaseException) -> str:
@@ -173,14 +179,7 @@ def main(args: list[str] | None = None) -> LZNCLI | None:
             if status:
                 raise SystemExit(status)
             return None
-        return LZNCLI(
-            LZNLightningModule,
-            LZNDataModule,
-            subclass_mode_data=True,
-            seed_everything_default=0,
-            auto_configure_optimizers=False,
-            args=args,  # None: LightningCLI reads sys.argv itself (passing both makes it warn)
-        )
+        return _lzn_cli(args)  # None: LightningCLI reads sys.argv itself (passing both makes it warn)
     except (ValueError, FileNotFoundError) as err:
         if os.environ.get("LZN_DEBUG"):
             raise

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from cli_run import run_lzn
 from PIL import Image
 from tiny_recipe import tiny_override
 
@@ -19,6 +20,12 @@ from lzn_lightning.data.files import ImageFileDataset, LoadRGB, UnreadableImageE
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "digits_gen.yaml"
+
+
+def _both(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """(exit status, stdout + stderr) of ``lzn argv``."""
+    code, out, err = run_lzn(argv, capsys)
+    return code, out + err
 
 
 def _good_images(folder: Path, n: int) -> None:
@@ -61,16 +68,6 @@ def _overlay(tmp_path: Path, folder: Path, workers: int, skip: bool) -> list[str
     return ["--config", str(RECIPE), "--config", str(tiny_override(RECIPE, tmp_path)), "--config", str(path)]
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
 def test_each_kind_of_bad_file_raises_one_line_naming_it(tmp_path: Path) -> None:
     _good_images(tmp_path, 1)
     for path in _bad_images(tmp_path).values():
@@ -89,7 +86,7 @@ def test_fit_stops_with_one_line_naming_the_file(workers: int, tmp_path: Path, c
     truncated = _bad_images(folder)["truncated"]
     (folder / "empty.jpg").unlink()
     (folder / "notes.png").unlink()
-    code, out = _run(["fit", *_overlay(tmp_path, folder, workers, skip=False)], capsys)
+    code, out = _both(["fit", *_overlay(tmp_path, folder, workers, skip=False)], capsys)
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert code == 2, out
     assert len(errors) == 1 and f"cannot read image {truncated}" in errors[0], out
@@ -101,7 +98,7 @@ def test_skip_bad_files_trains_and_names_what_it_skipped(tmp_path: Path, capsys,
     _good_images(folder, 5)
     bad = _bad_images(folder)
     with caplog.at_level(logging.WARNING, logger="lzn_lightning.data.files"):
-        code, out = _run(["fit", *_overlay(tmp_path, folder, 0, skip=True)], capsys)
+        code, out = _both(["fit", *_overlay(tmp_path, folder, 0, skip=True)], capsys)
     assert code == 0, out
     skipped = " ".join(r.getMessage() for r in caplog.records)
     drawn = [name for name, path in bad.items() if str(path) in skipped]
@@ -126,7 +123,7 @@ def test_check_data_lists_every_unreadable_file(workers: int, tmp_path: Path, ca
     folder = tmp_path / "images"
     _good_images(folder, 5)
     bad = _bad_images(folder)
-    code, out = _run(["check-data", "--workers", str(workers), *_overlay(tmp_path, folder, 0, skip=False)],
+    code, out = _both(["check-data", "--workers", str(workers), *_overlay(tmp_path, folder, 0, skip=False)],
                      capsys)  # fmt: skip
     assert code == 1, out
     listed = [line for line in out.splitlines() if line.startswith("unreadable:")]
@@ -134,12 +131,12 @@ def test_check_data_lists_every_unreadable_file(workers: int, tmp_path: Path, ca
     assert "checked 8 files" in out and "3 unreadable" in out
     for path in bad.values():
         path.unlink()
-    code, out = _run(["check-data", *_overlay(tmp_path, folder, 0, skip=False)], capsys)
+    code, out = _both(["check-data", *_overlay(tmp_path, folder, 0, skip=False)], capsys)
     assert code == 0 and "checked 5 files" in out and "0 unreadable" in out, out
 
 
 def test_check_data_needs_a_recipe_and_is_listed(capsys) -> None:
-    code, out = _run(["check-data"], capsys)
+    code, out = _both(["check-data"], capsys)
     assert code == 2 and "--config recipes/<recipe>.yaml" in out
     main(["--help"])
     assert "check-data" in capsys.readouterr().out

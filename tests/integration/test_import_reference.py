@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from authors_checkpoint import EMA_UPDATES, authors_checkpoint
+from cli_run import run_lzn
 from tiny_recipe import tiny_override
 
 from lzn_lightning.cli import main
@@ -27,14 +28,10 @@ from lzn_lightning.reference_import import paper_networks, resolve_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _lzn(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+def _both(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """(exit status, stdout + stderr) of ``lzn argv``."""
+    code, out, err = run_lzn(argv, capsys)
+    return code, out + err
 
 
 def _import(
@@ -52,7 +49,7 @@ def _import(
         "--config",
         str(tiny),
     ]
-    return _lzn(argv, capsys)
+    return _both(argv, capsys)
 
 
 def _assert_holds(model: torch.nn.Module, weights: dict) -> None:
@@ -95,27 +92,27 @@ def test_the_imported_model_samples_classifies_embeds_and_tests(tmp_path: Path, 
     model_ckpt = tmp_path / "m.ckpt"
     assert _import(recipe, ckpt, model_ckpt, tmp_path, capsys)[0] == 0
     ck = str(model_ckpt)
-    code, out = _lzn(
+    code, out = _both(
         ["sample", "--ckpt_path", ck, "--num", "4", "--labels", "3", "--out", str(tmp_path / "s.npy")], capsys
     )
     assert code == 0, out
     images = np.load(tmp_path / "s.npy")
     assert images.shape == (4, 1, 8, 8) and np.abs(images).max() <= 1
-    code, out = _lzn(
+    code, out = _both(
         ["classify", "--ckpt_path", ck, "--input", str(tmp_path / "s.npy"), "--out", str(tmp_path / "p.csv")],
         capsys,
     )
     assert code == 0, out
     rows = list(csv.reader((tmp_path / "p.csv").open()))
     assert len(rows) == 5 and all(0 <= int(r[-1]) < 10 for r in rows[1:])
-    code, out = _lzn(
+    code, out = _both(
         ["embed", "--ckpt_path", ck, "--input", str(tmp_path / "s.npy"), "--out", str(tmp_path / "e.npy")],
         capsys,
     )
     assert code == 0, out
     assert np.load(tmp_path / "e.npy").shape[0] == 4
     tiny = str(tiny_override(recipe, tmp_path))
-    code, out = _lzn(
+    code, out = _both(
         [
             "test",
             "--config",

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_run import run_lzn
 from tiny_lzn import train_image_text_label
-
-from lzn_lightning.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -19,28 +18,19 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_image_text_label(tmp_path_factory.mktemp("text_cli"))
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    return code, capsys.readouterr().err
-
-
 def test_prompts_to_images_and_images_to_captions(
     ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("pattern 1\npattern 2\npattern 0\n")
-    code, err = _run(
+    code, _, err = run_lzn(
         ["sample", "--ckpt_path", str(ckpt), "--prompts", str(prompts), "--out", str(tmp_path / "x.npy")],
         capsys,
     )
     assert code == 0, err
     images = np.load(tmp_path / "x.npy")
     assert images.shape == (3, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
-    code, err = _run(["sample", "--ckpt_path", str(ckpt), "--images", str(tmp_path / "x.npy"),
+    code, _, err = run_lzn(["sample", "--ckpt_path", str(ckpt), "--images", str(tmp_path / "x.npy"),
                       "--out", str(tmp_path / "c.csv")], capsys)  # fmt: skip
     assert code == 0, err
     rows = list(csv.reader((tmp_path / "c.csv").open()))
@@ -50,7 +40,7 @@ def test_prompts_to_images_and_images_to_captions(
 def test_classify_and_embed_a_text_file(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     texts = tmp_path / "texts.txt"
     texts.write_text("pattern 1\npattern 2\n")
-    code, err = _run(
+    code, _, err = run_lzn(
         ["classify", "--ckpt_path", str(ckpt), "--input", str(texts), "--out", str(tmp_path / "p.csv")],
         capsys,
     )
@@ -58,7 +48,7 @@ def test_classify_and_embed_a_text_file(ckpt: Path, tmp_path: Path, capsys: pyte
     rows = list(csv.reader((tmp_path / "p.csv").open()))
     assert rows[0] == ["index", "text", "label"] and [r[1] for r in rows[1:]] == ["pattern 1", "pattern 2"]
     assert all(0 <= int(r[2]) < 3 for r in rows[1:])
-    code, err = _run(
+    code, _, err = run_lzn(
         ["embed", "--ckpt_path", str(ckpt), "--input", str(texts), "--out", str(tmp_path / "e.npy")], capsys
     )
     assert code == 0, err
@@ -81,7 +71,7 @@ def test_bad_text_files_are_one_line_errors(
 
     texts = tmp_path / "t.txt"
     texts.write_text(content)
-    code, err = _run(
+    code, _, err = run_lzn(
         ["classify", "--ckpt_path", str(ckpt), "--input", str(texts), "--out", str(tmp_path / "p.csv")],
         capsys,
     )
@@ -91,6 +81,6 @@ def test_bad_text_files_are_one_line_errors(
 
 
 def test_sample_takes_exactly_one_source(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, err = _run(["sample", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "g.png")], capsys)
+    code, _, err = run_lzn(["sample", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "g.png")], capsys)
     assert code == 2 and "exactly one of --num" in err
     assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["decode"] == ["image", "text"]

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cli_run import run_lzn
 from PIL import Image
 from tiny_lzn import BANK, LATENT_DIM, NUM_CLASSES, tiny_data, train_tiny
 
-from lzn_lightning.cli import main
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.inference import mean_reconstruction_l2, reconstruction_l2
 from lzn_lightning.module import load_for_inference
@@ -169,25 +169,15 @@ def test_api_on_gpu(ckpt: Path, images: tuple) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_lzn_sample_png_and_npz(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "grid.png"
-    code, out, _ = _run(
+    code, out, _ = run_lzn(
         ["sample", "--ckpt_path", str(ckpt), "--num", "6", "--labels", "0,1,2", "--out", str(png)], capsys
     )
     assert code == 0 and "wrote 6 samples" in out
     assert Image.open(png).size == (3 * 9 + 1, 2 * 9 + 1)  # 3 per row (one per label), 8 px + 1 px padding
     npz = tmp_path / "s.npz"
-    code, _, _ = _run(
+    code, _, _ = run_lzn(
         ["sample", "--ckpt_path", str(ckpt), "--num", "5", "--labels", "2,0", "--out", str(npz)], capsys
     )
     data = np.load(npz)
@@ -200,7 +190,7 @@ def test_lzn_classify_and_embed_npy(
 ) -> None:
     x, _ = images
     np.save(tmp_path / "x.npy", x.numpy())
-    code, _, _ = _run(
+    code, _, _ = run_lzn(
         [
             "classify",
             "--ckpt_path",
@@ -216,7 +206,7 @@ def test_lzn_classify_and_embed_npy(
     model = load_for_inference(ckpt)
     assert code == 0 and rows[0] == ["index", "label"] and len(rows) == len(x) + 1
     assert [int(r[1]) for r in rows[1:]] == model.classify(x).tolist()
-    code, _, _ = _run(
+    code, _, _ = run_lzn(
         [
             "embed",
             "--ckpt_path",
@@ -238,7 +228,7 @@ def test_lzn_classify_folder_of_images(
     (folder / "sub").mkdir(parents=True)
     Image.fromarray(np.full((8, 8), 200, np.uint8)).save(folder / "a.png")
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "sub" / "b.png")  # RGB, 16 px: converted
-    code, out, _ = _run(
+    code, out, _ = run_lzn(
         ["classify", "--ckpt_path", str(ckpt), "--input", str(folder), "--out", str(tmp_path / "p.csv")],
         capsys,
     )
@@ -295,7 +285,7 @@ def test_cli_errors_are_one_line(
     elif case == "existing_out":
         Path(out).write_text("index,label\n0,1\n")
     before = Path(out).read_bytes() if Path(out).exists() else None
-    code, _, err = _run(["classify", "--ckpt_path", ck, "--input", str(x), "--out", out], capsys)
+    code, _, err = run_lzn(["classify", "--ckpt_path", ck, "--input", str(x), "--out", out], capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lzn classify: error:"), err
@@ -308,10 +298,10 @@ def test_existing_output_is_replaced_only_with_overwrite(
 ) -> None:
     out = tmp_path / "grid.png"
     args = ["sample", "--ckpt_path", str(ckpt), "--num", "2", "--out", str(out)]
-    assert _run(args, capsys)[0] == 0
+    assert run_lzn(args, capsys)[0] == 0
     first = out.read_bytes()
-    assert _run([*args, "--seed", "1"], capsys)[0] == 2 and out.read_bytes() == first
-    assert _run([*args, "--seed", "1", "--overwrite"], capsys)[0] == 0 and out.read_bytes() != first
+    assert run_lzn([*args, "--seed", "1"], capsys)[0] == 2 and out.read_bytes() == first
+    assert run_lzn([*args, "--seed", "1", "--overwrite"], capsys)[0] == 0 and out.read_bytes() != first
 
 
 def test_plain_rf_baseline_generates_and_reconstructs() -> None:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lzn_lightning.nets.blocks import check_image, timestep_embedding
+from lzn_lightning.nets.blocks import check_image, latent_label_input, timestep_embedding
 from lzn_lightning.nets.ncsnpp_layers import (
     AttnBlock,
     Combine,
@@ -160,19 +160,8 @@ class NCSNppEncoder(nn.Module):
         self.channels, self.size, self.latent_dim = channels, size, latent_dim
         self._shape = (len(ch_mult), num_res_blocks, tuple(attn_resolutions), progressive)
         modules: list[nn.Module] = []
-        skips = _down_path(
-            modules,
-            channels,
-            size,
-            width,
-            ch_mult,
-            num_res_blocks,
-            attn_resolutions,
-            None,
-            dropout,
-            fir,
-            progressive,
-        )
+        skips = _down_path(modules, channels, size, width, ch_mult, num_res_blocks, attn_resolutions, None,
+                           dropout, fir, progressive)  # fmt: skip
         keep = set(head_resolutions) if head_resolutions is not None else None
         spatial: list[nn.Module] = []
         latent: list[nn.Module] = []
@@ -271,19 +260,8 @@ class NCSNppDecoder(nn.Module):
             modules.append(FourierFeatures(width, fourier_scale))
             time_dim = 2 * width
         modules += [dense(latent_dim + num_classes + time_dim, emb_dim), dense(emb_dim, emb_dim)]
-        skips = _down_path(
-            modules,
-            channels,
-            size,
-            width,
-            ch_mult,
-            num_res_blocks,
-            attn_resolutions,
-            emb_dim,
-            dropout,
-            fir,
-            progressive,
-        )
+        skips = _down_path(modules, channels, size, width, ch_mult, num_res_blocks, attn_resolutions, emb_dim,
+                           dropout, fir, progressive)  # fmt: skip
         skip_channels = [ch for ch, _ in skips[:-1]]
         ch, res = skips[-1]
         block = dict(emb_dim=emb_dim, dropout=dropout, fir=fir)
@@ -304,25 +282,9 @@ class NCSNppDecoder(nn.Module):
         self.all_modules = nn.ModuleList(modules)
 
     def _conditioning(self, batch: int, t: Tensor, latent: Tensor | None, labels: Tensor | None) -> Tensor:
-        """The embedding MLP's input [B, latent_dim + num_classes + time features]."""
-        dtype, device = self.all_modules[-1].weight.dtype, t.device
-        if latent is None or not self.latent_conditioning:
-            latent = torch.zeros(batch, self.latent_dim, device=device, dtype=dtype)
-        if latent.shape != (batch, self.latent_dim):
-            raise ValueError(f"latent must be [B={batch}, {self.latent_dim}], got {tuple(latent.shape)}")
-        parts = [latent.to(dtype)]
-        if self.num_classes > 0:
-            if labels is None:  # no class: an all-zero one-hot
-                parts.append(torch.zeros(batch, self.num_classes, device=device, dtype=dtype))
-            else:
-                if labels.shape != (batch,) or labels.dtype.is_floating_point:
-                    raise ValueError(
-                        f"labels must be [B={batch}] integer classes, got {labels.dtype} "
-                        f"{tuple(labels.shape)}"
-                    )
-                parts.append(F.one_hot(labels.long(), self.num_classes).to(dtype))
-        elif labels is not None:
-            raise ValueError("labels were given but the network was built with num_classes=0")
+        """The latent and label part of the embedding MLP's input, [B, latent_dim + num_classes]."""
+        dtype = self.all_modules[-1].weight.dtype
+        parts = latent_label_input(self, batch, latent, labels, dtype, t.device)
         return torch.cat(parts, dim=1)
 
     def forward(

@@ -26,6 +26,7 @@ from lzn_lightning.nets.blocks import (
     check_image,
     conv3x3,
     group_norm,
+    latent_label_input,
     linear,
     make_upsample,
     timestep_embedding,
@@ -123,25 +124,7 @@ class LatentUNet(nn.Module):
     def _conditioning(self, batch: int, t: Tensor, latent: Tensor | None, labels: Tensor | None) -> Tensor:
         """The input of the embedding MLP, [B, latent_dim + num_classes + width]."""
         dtype = self.emb_mlp[0].weight.dtype
-        device = t.device
-        parts: list[Tensor] = []
-        if latent is not None and (latent.dim() != 2 or latent.shape != (batch, self.latent_dim)):
-            raise ValueError(f"latent must be [B={batch}, {self.latent_dim}], got {tuple(latent.shape)}")
-        if latent is None or not self.latent_conditioning:
-            parts.append(torch.zeros(batch, self.latent_dim, device=device, dtype=dtype))
-        else:
-            parts.append(latent.to(dtype))
-        if labels is not None:
-            if self.num_classes == 0:
-                raise ValueError("labels were given but the network was built with num_classes=0")
-            if labels.dim() != 1 or labels.shape[0] != batch:
-                raise ValueError(f"labels must be [B={batch}], got {tuple(labels.shape)}")
-            if labels.dtype.is_floating_point:
-                raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
-            parts.append(F.one_hot(labels.long(), self.num_classes).to(dtype))  # [B, num_classes]
-        elif self.num_classes > 0:
-            # No label: an all-zero one-hot (the "no class" input).
-            parts.append(torch.zeros(batch, self.num_classes, device=device, dtype=dtype))
+        parts = latent_label_input(self, batch, latent, labels, dtype, t.device)
         parts.append(timestep_embedding(t.clamp(0.0, 1.0) * _TIME_SCALE, self.width).to(dtype))
         return torch.cat(parts, dim=1)
 
