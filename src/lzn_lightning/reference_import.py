@@ -91,8 +91,8 @@ def _check_fits(part: str, module: nn.Module, theirs: dict[str, Tensor], source:
     if extra:
         raise ImportError_(
             f"{source} does not fit the recipe: {part}.{extra[0]} {list(theirs[extra[0]].shape)} has no "
-            "place in "
-            f"the recipe's {part} ({len(extra)} such tensors); check that --recipe is the one for this file"
+            f"place in the recipe's {part} ({len(extra)} such tensors); check that --recipe is the one for "
+            "this file"
         )
 
 
@@ -109,16 +109,14 @@ def _load_ema(part: str, live: nn.Module, shadow: nn.Module, ema: dict[str, Any]
     if len(values) != len(named):
         raise ImportError_(
             f"{source} does not fit the recipe: {part}_ema holds {len(values)} tensors, the recipe's {part} "
-            "has "
-            f"{len(named)} trainable parameters"
+            f"has {len(named)} trainable parameters"
         )
     ours = dict(shadow.named_parameters())
     for (name, p), value in zip(named, values, strict=True):
         if tuple(value.shape) != tuple(p.shape):
             raise ImportError_(
                 f"{source} does not fit the recipe: {part}_ema entry for {part}.{name} expected "
-                f"{list(p.shape)}, "
-                f"found {list(value.shape)}"
+                f"{list(p.shape)}, found {list(value.shape)}"
             )
         with torch.no_grad():
             ours[name].copy_(value)
@@ -140,8 +138,7 @@ def load_reference_state(model: nn.Module, ckpt: dict[str, Any], source: str) ->
         if part not in ckpt:
             raise ImportError_(
                 f"{source} has no '{part}' network but the recipe builds one; check that --recipe is the one "
-                "for "
-                f"this file (it holds {sorted(k for k in ckpt if isinstance(ckpt[k], dict))})"
+                f"for this file (it holds {sorted(k for k in ckpt if isinstance(ckpt[k], dict))})"
             )
     plan = []
     for part, field, module, rename in networks:
@@ -180,9 +177,8 @@ def resolve_checkpoint(name: str, offline: bool) -> Path:
     from huggingface_hub import constants, hf_hub_download
 
     saved = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = (
-        offline  # lzn sets HF_HUB_OFFLINE=1 by default for timm; a fetch asked for is meant
-    )
+    # lzn sets HF_HUB_OFFLINE=1 by default (for timm's lookups); a fetch the user asks for is meant
+    constants.HF_HUB_OFFLINE = offline
     try:
         return Path(hf_hub_download(HF_REPO, name, local_files_only=offline))
     except Exception as err:
