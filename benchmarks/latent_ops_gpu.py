@@ -1,6 +1,6 @@
 """GPU benchmark of one representation-learning latent step at the ImageNet recipe's size.
 
-The case of lzn_reference.md §2.3 / §7.3 on one rank of an 8-GPU job: b=1024 local rows, n=8192 gathered
+The case of docs/design/lzn.md §2.3 / §7.3 on one rank of an 8-GPU job: b=1024 local rows, n=8192 gathered
 anchors, d=256; 20 forward Euler steps (view-1 anchors -> latents), then 20 reverse Euler steps through the view-2
 anchors with the log-form alignment loss, forward and backward. Reported against the float32 GEMM roofline measured
 in the same process (the latent ops run in true fp32, TF32 off, by design), and against the materialising

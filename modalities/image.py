@@ -271,7 +271,7 @@ class ImageModality(Modality):
     def decoder_loss(
         self, x: Tensor, latent: Tensor | None, batch: dict[str, Tensor], generator: torch.Generator | None
     ) -> Tensor:
-        """Rectified-flow velocity loss with the decoder conditioned on the latent (lzn_reference.md §3.1)."""
+        """Rectified-flow velocity loss with the decoder conditioned on the latent (docs/design/lzn.md §3.1)."""
         assert self.decoder is not None
         return rf_loss(self.decoder, x, latent, self._labels(batch, None), generator=generator)
 
@@ -309,7 +309,7 @@ class ImageModality(Modality):
         method: str | None = None,
         **kwargs: Any,
     ) -> Tensor:
-        """Invert the RF ODE from each image to its noise, then decode again (the reference's "Recon", §4).
+        """Invert the RF ODE from each image to its noise, then decode again ("Recon", docs/design/lzn.md §4).
 
         Args:
             x: Images [B, C, H, W] in [-1, 1].

@@ -12,7 +12,7 @@ from lzn_lightning.modality import Modality
 
 
 class LabelModality(Modality):
-    """Class labels: K learnable anchors, one zone per class (lzn_reference.md §2.2, §3.4).
+    """Class labels: K learnable anchors, one zone per class (docs/design/lzn.md §2.2, §3.4).
 
     Args:
         num_classes: Number of classes K (checked against the datamodule at fit time).
@@ -63,7 +63,7 @@ class LabelModality(Modality):
             )
 
     def latent(self, labels: Tensor, noise: Tensor) -> Tensor:
-        """Latents inside the zones of ``labels``: forward Euler label flow through all K anchors (§4)."""
+        """Latents inside the zones of ``labels``: forward Euler label flow through all K anchors (docs/design/lzn.md §4)."""
         table = self.anchor_table()
         return compute_latent(table, table[labels], noise, steps=self.flow_steps, solver="euler")
 

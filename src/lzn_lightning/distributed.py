@@ -26,7 +26,7 @@ def gather_with_grad(x: Tensor) -> Tensor:
     """All-gather rows from every rank, differentiably, as one [world*b, ...] tensor in rank order.
 
     The backward pass sums the gradients of all ranks onto each rank's slice, which together with DDP's gradient
-    averaging gives exactly the gradient of the global-batch loss (lzn_reference.md §5). Every rank must pass
+    averaging gives exactly the gradient of the global-batch loss (docs/design/lzn.md §5). Every rank must pass
     the same shape. At world size 1 the input is returned unchanged, so the shape is [b, ...] either way.
     """
     if world_size() == 1:

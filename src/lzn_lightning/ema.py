@@ -2,7 +2,7 @@
 
 shadow <- shadow - (1 - delta) (shadow - theta), delta = min(decay, (1 + k) / (10 + k)), k = the number of
 updates including this one (so the first update uses 2/11, as the paper's trainers and released checkpoints
-count; lzn_reference.md §3.0). Updated only after a successful optimiser step and not for frozen parameter
+count; docs/design/lzn.md §3.0). Updated only after a successful optimiser step and not for frozen parameter
 groups, so it cannot be Lightning's ``EMAWeightAveraging`` (which steps on every batch and knows nothing of
 frozen phases).
 """

@@ -1,4 +1,4 @@
-"""Inference on a trained LZN model, for any of its fields (architecture.md §6).
+"""Inference on a trained LZN model, for any of its fields (docs/design/architecture.md §6).
 
 :class:`LZNInference` wraps a model (composition: it holds the module, the module does not inherit from it)
 and works on fields, whatever their data type::
@@ -20,9 +20,9 @@ Raw data is turned into a field's tensors by its modality's ``prepare`` (e.g. st
 decoded tensors into user data by ``present`` (token ids -> strings); images stay tensors.
 
 Classification and reconstruction need the latent of an item, which LZN defines through a *field* of anchors
-(lzn_reference.md §1.2). Two contexts are offered:
+(docs/design/lzn.md §1.2). Two contexts are offered:
 
-* ``"batch"`` (the reference, §4): the field is the anchors of the items processed together. An item's label
+* ``"batch"`` (the reference, docs/design/lzn.md §4): the field is the anchors of the items processed together. An item's label
   can change with its batch-mates and with the batch size; a single item alone gets a latent that is pure
   noise.
 * ``"bank"`` (the default when the model holds an anchor bank): the field is a fixed bank of training items of
@@ -310,7 +310,7 @@ class LZNInference:
         Unconditional (no ``condition``): latent z ~ N(0, I), the distribution of LZN latents by construction.
         Conditioned on a categorical field (``condition={"label": y}``, or ``labels=y``): the latent of class
         y is the forward label flow from y's anchor with prior noise, so it lands inside y's zone
-        (lzn_reference.md §4). Conditioned on an instance field (``condition={"text": [...]}``,
+        (docs/design/lzn.md §4). Conditioned on an instance field (``condition={"text": [...]}``,
         ``{"image": images}``): each item's latent is computed through its field (the anchor bank of that
         field when the model has one, else the items given together), with prior noise. Then ``target``'s
         decoder turns the latents into data. A label-conditioned image decoder gets the given labels, or else
@@ -433,7 +433,7 @@ class LZNInference:
         seed: int | None = 0,
         progress: bool | None = None,
     ) -> Tensor:
-        """Class of each item: its latent, the reverse label flow, the nearest label anchor (reference §4).
+        """Class of each item: its latent, the reverse label flow, the nearest label anchor (docs/design/lzn.md §4).
 
         ``context="bank"`` (default when the model has an anchor bank of the field) gives each item a label
         that depends only on the item: the field is the fixed bank of training items plus the item itself,
@@ -498,7 +498,7 @@ class LZNInference:
     ) -> Tensor:
         """The representation of each item: its modality's ``embed`` (no flow, batch-independent).
 
-        For timm-backbone image recipes it is the pre-head feature (lzn_reference.md §4, "no head"); for the
+        For timm-backbone image recipes it is the pre-head feature (docs/design/lzn.md §4, "no head"); for the
         tower encoder and text, the anchor.
 
         Args:
@@ -533,8 +533,8 @@ class LZNInference:
         progress: bool | None = None,
         **options: Any,
     ) -> Tensor:
-        """Encode, then let the field's modality rebuild each item from its latent (the reference's "Recon",
-        §4): for images, invert the RF ODE from the image to its noise and decode again.
+        """Encode, then let the field's modality rebuild each item from its latent ("Recon",
+        docs/design/lzn.md §4): for images, invert the RF ODE from the image to its noise and decode again.
 
         Args:
             data: Items of ``field`` (images [N, C, H, W] in [-1, 1]).

@@ -1,4 +1,4 @@
-"""The Modality plug-in contract: one data type = one subclass (architecture.md §4).
+"""The Modality plug-in contract: one data type = one subclass (docs/design/architecture.md §4).
 
 A modality maps its batch field to *anchors* in the shared latent space R^d and, optionally, decodes latents
 back to data. Two kinds exist:

@@ -1,6 +1,6 @@
 """LZNLightningModule: minibatch latent computation and alignment across the registered modalities.
 
-Orchestration only; the maths lives in :mod:`lzn_lightning.latent`. One training step (architecture.md §5):
+Orchestration only; the maths lives in :mod:`lzn_lightning.latent`. One training step (docs/design/architecture.md §5):
 
 1. every instance field of the batch is encoded to anchors; anchors are gathered across ranks with gradients;
 2. the ``latent_from`` field's latents (and those of every other ``decode`` field) are computed through the

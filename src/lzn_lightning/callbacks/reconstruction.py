@@ -13,7 +13,7 @@ from lzn_lightning.inference import LZNInference, mean_reconstruction_l2
 class ReconstructionL2(EvalCallback):
     """Mean L2 norm (over C, H, W, in [-1, 1] units) between images and their reconstructions.
 
-    As the reference (lzn_reference.md §4): a fixed set of training images; their latents through the field of
+    As the reference (docs/design/lzn.md §4): a fixed set of training images; their latents through the field of
     those same images (``context="batch"`` with all of them in one batch); the RF ODE inverted from each image
     to its noise and integrated forward again, conditioned on the true labels when the decoder takes labels;
     averaged over ``repeats`` prior-noise draws (the reference uses 20).

@@ -1,7 +1,7 @@
 """Numerical guard rails shared by every latent op.
 
 The zone logits carry a 1/tau^2 factor (up to 1e8 at the Euler start), so a TF32 or bf16 GEMM turns rounding
-error into logit errors of tens of nats (lzn_reference.md §7.4). Every latent op therefore runs in float32 (or
+error into logit errors of tens of nats (docs/design/lzn.md §7.4). Every latent op therefore runs in float32 (or
 float64 when the caller passes float64, e.g. gradcheck) with autocast off and TF32 off, whatever the caller's
 precision settings are.
 """

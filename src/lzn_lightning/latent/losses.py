@@ -1,4 +1,4 @@
-"""Latent alignment loss (lzn_reference.md §2.1 steps 5-6)."""
+"""Latent alignment loss (docs/design/lzn.md §2.1 steps 5-6)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Zone posteriors and the velocity of the minibatch flow, in O(b·n + n²) memory.
 
-For query rows ``x`` [b, d] and anchors ``a`` [n, d] with weights ``w`` (lzn_reference.md §1.1):
+For query rows ``x`` [b, d] and anchors ``a`` [n, d] with weights ``w`` (docs/design/lzn.md §1.1):
 
     logit_ij = -||x_i - (1-tau) a_j||^2 / (2 tau^2) + log w_j
     P = softmax_j(logit),   m_i = sum_j P_ij a_j,   v_i = (x_i - m_i) / tau
@@ -303,7 +303,7 @@ def velocity(x: Tensor, anchors: Tensor, tau: float, log_weights: Tensor | None 
     """Velocity of the minibatch flow-matching ODE at (x, tau): v = (x - m(x, tau)) / tau.
 
     The exact marginal velocity of the path x_tau = tau*eps + (1-tau)*a_J from the weighted Dirac mixture of
-    ``anchors`` (tau=0) to N(0, I) (tau=1); lzn_reference.md §1.1.
+    ``anchors`` (tau=0) to N(0, I) (tau=1); docs/design/lzn.md §1.1.
 
     Args:
         x: Points [b, d].

@@ -1,4 +1,4 @@
-"""Forward latent computation: anchors -> Gaussian latents (lzn_reference.md §1.2).
+"""Forward latent computation: anchors -> Gaussian latents (docs/design/lzn.md §1.2).
 
 Two solvers over the field ``velocity(x, tau; anchors)``:
 
@@ -110,7 +110,7 @@ def compute_latent(
     """Latent computation: push ``start`` anchors through the flow of all ``anchors`` to the Gaussian side.
 
     The initial point is ``eps*noise + (1-eps)*start`` at tau=eps; the noise picks where inside its zone each
-    latent lands (lzn_reference.md §1.2). Differentiable w.r.t. ``anchors``, ``start`` and ``noise``.
+    latent lands (docs/design/lzn.md §1.2). Differentiable w.r.t. ``anchors``, ``start`` and ``noise``.
 
     Args:
         anchors: All anchors defining the field [n, d] (the gathered global batch under DDP).

@@ -1,4 +1,7 @@
-"""Reverse flow: latents -> anchor space, with the per-step log posterior of the target zone (§1.3, §2.1)."""
+"""Reverse flow: latents -> anchor space, with the per-step log posterior of the target zone.
+
+The maths: docs/design/lzn.md §1.3, §2.1.
+"""
 
 from __future__ import annotations
 

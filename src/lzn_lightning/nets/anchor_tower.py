@@ -1,4 +1,4 @@
-"""Multi-scale convolutional anchor encoder of the LZN generation recipes (lzn_reference.md §3.4).
+"""Multi-scale convolutional anchor encoder of the LZN generation recipes (docs/design/lzn.md §3.4).
 
 The tower is the NCSN++ downsampling path (input conv, ResBlocks with attention, resamplers, middle
 ResBlock-Attn-ResBlock) without any time embedding. Every feature map of its skip list plus the middle-block

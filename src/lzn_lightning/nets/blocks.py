@@ -1,7 +1,7 @@
 """Building blocks shared by the rectified-flow U-Net and the anchor tower (NCSN++/DDPM style).
 
 Both networks are assembled from the same pieces, so the U-Net's downsampling path and the anchor tower stay
-architecturally identical (lzn_reference.md §3.4):
+architecturally identical (docs/design/lzn.md §3.4):
 
 * :class:`ResBlock`: the BigGAN-type residual block of NCSN++ (GroupNorm, SiLU, 3x3 conv, optional time/latent
   embedding added as a per-channel bias, GroupNorm, SiLU, dropout, zero-initialised 3x3 conv, 1x1 skip),
