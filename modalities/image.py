@@ -254,6 +254,11 @@ class ImageModality(Modality):
         """Whether the RF decoder exists."""
         return self.decoder is not None
 
+    @property
+    def decoder_classes(self) -> int:
+        """``num_classes`` when the decoder is label-conditioned (the paper's joint model), else 0."""
+        return self.num_classes if self.decoder is not None else 0
+
     def _labels(self, batch: dict[str, Tensor] | None, labels: Tensor | None) -> Tensor | None:
         if self.num_classes <= 0:
             return None

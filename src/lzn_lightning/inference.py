@@ -81,7 +81,7 @@ class LZNInference:
                     f"{field!r} is not a field of this model; its fields: {sorted(model.field_map)}"
                 )
             m = model.modality(field)
-            if m.kind != "instance" or not getattr(m, "has_encoder", True):
+            if m.kind != "instance" or not m.has_encoder:
                 raise ValueError(
                     f"field {field!r} ({type(m).__name__}) has no encoder to compute latents from"
                 )
@@ -89,7 +89,7 @@ class LZNInference:
         candidates = ([model.latent_from] if model.latent_from else []) + list(model.field_map)
         for name in candidates:
             m = model.modality(name)
-            if m.kind == "instance" and getattr(m, "has_encoder", True):
+            if m.kind == "instance" and m.has_encoder:
                 return name
         raise ValueError("this model has no instance field with an encoder, so it cannot encode data")
 
@@ -340,7 +340,7 @@ class LZNInference:
         m = model.modality(target)
         label_field = self.label_field(required=False)
         label_mod = model.modality(label_field) if label_field is not None else None
-        classes = decoder_classes(m)  # > 0: the decoder also takes one class per sample
+        classes = m.decoder_classes  # > 0: the decoder also takes one class per sample
         conditioned = classes > 0
         decoder_labels = None  # classes for a class-conditioned decoder of a model without label zones
         if labels is not None:
@@ -559,7 +559,7 @@ class LZNInference:
             raise ValueError(
                 f"the decoder of {field!r} does not decode the encoded field {self.source_field()!r}"
             )
-        conditioned = decoder_classes(m) > 0
+        conditioned = m.decoder_classes > 0
         if conditioned and labels is None:
             labels = self.classify(
                 data, context=context, noise_scale=noise_scale, batch_size=batch_size, seed=seed
@@ -578,11 +578,6 @@ class LZNInference:
                 zs = z[s] if z is not None else None
                 out.append(m.reconstruct(self._on_device(x[s]), zs, labels=y, **options).cpu())
         return torch.cat(out) if out else x[:0].cpu()
-
-
-def decoder_classes(m: Any) -> int:
-    """K of a decoder that also takes a class per sample (the reference's joint image decoder), else 0."""
-    return int(getattr(m, "num_classes", 0) or 0) if m.has_decoder else 0
 
 
 def reconstruction_l2(original: Tensor, reconstructed: Tensor) -> float:

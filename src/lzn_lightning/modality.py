@@ -131,11 +131,22 @@ class Modality(nn.Module):
             name: The modality's key in ``model.modalities`` (for the message).
         """
 
+    @property
+    def has_encoder(self) -> bool:
+        """Whether this modality makes anchors from data (``encode``): instance modalities do unless built
+        without an encoder (e.g. an image modality for a plain-RF baseline); categorical ones have a table."""
+        return self.kind == "instance"
+
     # --------------------------------------------------------------------------------------------- decode
     @property
     def has_decoder(self) -> bool:
         """Whether this modality trains a decoder (has a ``decoder_loss``)."""
         return False
+
+    @property
+    def decoder_classes(self) -> int:
+        """K when the decoder also takes one class per sample (``decode(latent, labels=...)``), else 0."""
+        return 0
 
     def decoder_loss(
         self, x: Tensor, latent: Tensor, batch: dict[str, Tensor], generator: torch.Generator | None

@@ -72,7 +72,7 @@ def test_recipe_smoke_run_and_checkpoint_round_trip(recipe: Path, tmp_path: Path
         (written,) = tmp_path.rglob("text_samples/step2.txt")
         assert all("\t" in line for line in written.read_text().splitlines())
     for name, modality in model.modalities.items():  # every encoder gives the same anchors after loading
-        if modality.kind != "instance" or not getattr(modality, "has_encoder", True):
+        if modality.kind != "instance" or not modality.has_encoder:
             continue
         x = modality.example_batch(4, torch.Generator().manual_seed(0))
         with torch.no_grad():

@@ -55,7 +55,7 @@ def _loss(m: Modality, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     if m.kind == "categorical":
         loss = m.anchor_table().square().mean()
     else:
-        has_encoder = getattr(m, "has_encoder", True)
+        has_encoder = m.has_encoder
         loss = m.encode(x).square().mean() if has_encoder else torch.zeros(())
     if m.has_decoder:
         latent = torch.randn(x.shape[0], LATENT_DIM, generator=g, requires_grad=True)
@@ -88,7 +88,7 @@ def test_shapes_finite_losses_and_every_parameter_gets_a_gradient(cls: type, cfg
     if m.kind == "categorical":
         table = m.anchor_table()
         assert table.dim() == 2 and table.shape[1] == LATENT_DIM
-    elif getattr(m, "has_encoder", True):
+    elif m.has_encoder:
         anchors = m.encode(x)
         assert anchors.shape == (4, LATENT_DIM) and torch.isfinite(anchors).all()
     loss = _loss(m, x, g)
@@ -119,7 +119,7 @@ def test_state_dict_round_trip(cls: type, cfg: dict[str, Any]) -> None:
     with torch.no_grad():
         if m.kind == "categorical":
             torch.testing.assert_close(other.anchor_table(), m.anchor_table())
-        elif getattr(m, "has_encoder", True):
+        elif m.has_encoder:
             torch.testing.assert_close(other.encode(x), m.encode(x))
 
 

@@ -69,6 +69,6 @@ def bank_fields(model: Any) -> list[str]:
         f
         for f, name in model.field_map.items()
         if f == name and f not in first
-        and model.modality(f).kind == "instance" and getattr(model.modality(f), "has_encoder", True)
+        and model.modality(f).kind == "instance" and model.modality(f).has_encoder
     ]  # fmt: skip
     return first + others
