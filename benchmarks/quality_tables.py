@@ -3,7 +3,8 @@
     python benchmarks/quality_tables.py docs/quality_joint_digits.json docs/quality_gen_digits.json --out docs/results.md
 
 Each JSON becomes the generated section ``quality_<file stem>``: one row per method, mean ± std over its seeds
-for every metric (per-seed values below the table), and the mean fit time per run.
+for every metric (per-seed values below the table with ``--per-seed``; the JSON keeps them), and the mean fit
+time per run.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def summary(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
 
 
-def markdown_table(result: dict[str, Any]) -> str:
-    """The table of one quality.py result: methods x metrics, then per-seed values."""
+def markdown_table(result: dict[str, Any], per_seed_values: bool = False) -> str:
+    """The table of one quality.py result: methods x metrics (mean ± std), then per-seed values if asked."""
     metrics = METRICS[result["part"]]
     seeds = max((len(runs) for runs in result["runs"].values()), default=0)
     lines = [
@@ -84,7 +85,7 @@ def markdown_table(result: dict[str, Any]) -> str:
                 per_seed.append(f"{name}, {col}: " + ", ".join(f"{scale * v:.{digits}f}" for v in values))
         fit = f"{statistics.mean(r['fit_seconds'] for r in runs):.0f}" if runs else "–"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {fit} |")
-    if per_seed:
+    if per_seed and per_seed_values:
         lines += ["", "Per seed (0, 1, 2, ...):", ""] + [f"- {line}" for line in per_seed]
     return "\n".join(lines)
 
@@ -95,9 +96,10 @@ def main() -> None:
     p.add_argument(
         "--out", type=Path, help="markdown file whose quality_<stem> sections are written/replaced"
     )
+    p.add_argument("--per-seed", action="store_true", help="list each seed's values below the table (the JSON keeps them)")
     args = p.parse_args()
     for path in args.jsons:
-        table = markdown_table(json.loads(path.read_text()))
+        table = markdown_table(json.loads(path.read_text()), per_seed_values=args.per_seed)
         print(f"{path}:\n{table}\n")
         if args.out:
             write_section(args.out, f"quality_{path.stem.removeprefix('quality_')}", table)

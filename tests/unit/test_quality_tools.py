@@ -111,6 +111,9 @@ def test_table_names_the_seeds_of_a_variant_run_on_fewer_of_them() -> None:
     assert "| LZN joint (recipe) | 85.00 ± 4.08 |" in table
     assert "| LZN joint (x=1) (seed 0 only) | 70.00 |" in table
     assert "| LZN joint (x=2) (seeds 0, 1 only) | 60.00 ± 0.00 |" in table
+    assert "Per seed" not in table  # the JSON keeps them; results.md shows mean ± std
+    listed = markdown_table(result, per_seed_values=True)
+    assert listed.startswith(table) and "- LZN joint (recipe), test accuracy (%): 90.00, 80.00, 85.00" in listed
 
 
 def test_plot_sweep_reads_each_runs_value_at_the_asked_step(tmp_path: Path, monkeypatch, capsys) -> None:
