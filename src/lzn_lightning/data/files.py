@@ -13,6 +13,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2 import functional as F
 
+from lzn_lightning.checkpoints import first_line
 from lzn_lightning.data.views import ViewDataset, as_labels
 
 log = logging.getLogger(__name__)
@@ -24,19 +25,24 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class UnreadableImageError(ValueError):
-    """An image file that cannot be decoded; the message names the file and what to do."""
+    """An image file that cannot be decoded; the message names the file and what to do.
 
+    ``path`` and ``reason`` default to None: a DataLoader worker re-raises it from its message alone.
+    """
 
-def _reason(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    def __init__(self, message: str, path: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.path, self.reason = path, reason
 
 
 def unreadable(path: Path | str, err: BaseException) -> UnreadableImageError:
     """The one-line error for a file that does not decode."""
+    reason = first_line(err)
     return UnreadableImageError(
-        f"cannot read image {path} ({_reason(err)}); replace or delete it, list every such file with "
-        "`lzn check-data --config <recipe>`, or set data.init_args.skip_bad_files=true"
+        f"cannot read image {path} ({reason}); replace or delete it, list every such file with "
+        "`lzn check-data --config <recipe>`, or set data.init_args.skip_bad_files=true",
+        str(path),
+        reason,
     )
 
 
@@ -46,7 +52,7 @@ def check_image_file(path: str) -> str | None:
         with Image.open(path) as f:
             f.load()  # decodes every byte: a truncated JPEG opens fine and fails only here
     except DECODE_ERRORS as err:
-        return _reason(err)
+        return first_line(err)
     return None
 
 
@@ -161,8 +167,8 @@ class ImageFileDataset(ViewDataset):
             except UnreadableImageError:
                 continue
             if index not in self._replaced:
-                what = str(first).split("; ")[0]  # "cannot read image <file> (<reason>)"
-                log.warning("skip_bad_files: %s; serving %s in its place", what, self.files[other])
+                log.warning("skip_bad_files: cannot read image %s (%s); serving %s in its place", first.path,
+                            first.reason, self.files[other])  # fmt: skip
             self._replaced[index] = other
             return image
         raise UnreadableImageError(f"no file of this dataset decodes (the first: {first})")
