@@ -41,7 +41,7 @@ RELEASED = {
 }
 
 
-class ImportError_(ValueError):
+class ReferenceMismatchError(ValueError):
     """A checkpoint that does not fit the recipe (one line, names the first tensor that does not fit)."""
 
 
@@ -74,22 +74,22 @@ def _our_keys(part: str, state: dict[str, Any], rename: dict[str, str]) -> dict[
 
 
 def _check_fits(part: str, module: nn.Module, theirs: dict[str, Tensor], source: str) -> None:
-    """Raise ImportError_ naming the first tensor (our order) that is missing, extra or of another shape."""
+    """Raise ReferenceMismatchError naming the first tensor (our order) missing, extra or of another shape."""
     ours = module.state_dict()
     for key, tensor in ours.items():
         if key not in theirs:
-            raise ImportError_(
+            raise ReferenceMismatchError(
                 f"{source} does not fit the recipe: {part}.{key} (expected {list(tensor.shape)}) is missing; "
                 "check that --recipe is the one for this file (README: Use the paper's released models)"
             )
         if tuple(theirs[key].shape) != tuple(tensor.shape):
-            raise ImportError_(
+            raise ReferenceMismatchError(
                 f"{source} does not fit the recipe: {part}.{key} expected {list(tensor.shape)}, found "
                 f"{list(theirs[key].shape)}; check that --recipe is the one for this file"
             )
     extra = [k for k in theirs if k not in ours]
     if extra:
-        raise ImportError_(
+        raise ReferenceMismatchError(
             f"{source} does not fit the recipe: {part}.{extra[0]} {list(theirs[extra[0]].shape)} has no "
             f"place in the recipe's {part} ({len(extra)} such tensors); check that --recipe is the one for "
             "this file"
@@ -107,14 +107,14 @@ def _load_ema(part: str, live: nn.Module, shadow: nn.Module, ema: dict[str, Any]
     named = [(name, p) for name, p in live.named_parameters() if p.requires_grad]
     values = list(ema["shadow_params"])
     if len(values) != len(named):
-        raise ImportError_(
+        raise ReferenceMismatchError(
             f"{source} does not fit the recipe: {part}_ema holds {len(values)} tensors, the recipe's {part} "
             f"has {len(named)} trainable parameters"
         )
     ours = dict(shadow.named_parameters())
     for (name, p), value in zip(named, values, strict=True):
         if tuple(value.shape) != tuple(p.shape):
-            raise ImportError_(
+            raise ReferenceMismatchError(
                 f"{source} does not fit the recipe: {part}_ema entry for {part}.{name} expected "
                 f"{list(p.shape)}, found {list(value.shape)}"
             )
@@ -132,11 +132,13 @@ def load_reference_state(model: nn.Module, ckpt: dict[str, Any], source: str) ->
         What was imported: networks, their EMA update counts, the source's epoch and iteration.
     """
     if getattr(model, "ema", None) is None:
-        raise ImportError_("the recipe has no EMA (model.ema_decay: null); the released models need one")
+        raise ReferenceMismatchError(
+            "the recipe has no EMA (model.ema_decay: null); the released models need one"
+        )
     networks = list(paper_networks(model))
     for part, *_ in networks:
         if part not in ckpt:
-            raise ImportError_(
+            raise ReferenceMismatchError(
                 f"{source} has no '{part}' network but the recipe builds one; check that --recipe is the one "
                 f"for this file (it holds {sorted(k for k in ckpt if isinstance(ckpt[k], dict))})"
             )
@@ -146,7 +148,7 @@ def load_reference_state(model: nn.Module, ckpt: dict[str, Any], source: str) ->
         _check_fits(part, module, theirs, source)
         plan.append((part, field, module, theirs))
     if not plan:
-        raise ImportError_("the recipe builds no network that the released checkpoints hold")
+        raise ReferenceMismatchError("the recipe builds no network that the released checkpoints hold")
     counts = {}
     for part, field, module, theirs in plan:
         shadow = _shadow(model, field, part)
