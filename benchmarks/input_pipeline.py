@@ -25,6 +25,7 @@ from torchvision.transforms import v2
 
 from lzn_lightning.data import ImageFolderDataModule, ImageNetDataModule
 from lzn_lightning.data.files import LoadRGB
+from lzn_lightning.data.photometric import CropFlipView, DeviceView, PhotometricAugment
 from lzn_lightning.data.transforms import to_signed
 
 # ImageNet's typical JPEG: about 500x375 (the median train image is 500 px on its long side).
@@ -45,8 +46,27 @@ def make_jpegs(folder: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
+class ToUint8Tensor:
+    """The worker half's last geometric step: PIL image -> uint8 tensor (what crosses to the device)."""
+
+    def __call__(self, x: Any) -> Any:
+        return v2.functional.pil_to_tensor(x) if isinstance(x, Image.Image) else x
+
+
+class DrawPhotometric:
+    """The worker half's parameter draw; returns the image with them, as the view does."""
+
+    def __init__(self, photometric: PhotometricAugment) -> None:
+        self.photometric = photometric
+
+    def __call__(self, x: Any) -> DeviceView:
+        return DeviceView(x, self.photometric.draw())
+
+
 def _ops(transform: Any) -> list[Any]:
-    """The ops of a ``v2.Compose`` in order (a single op as itself)."""
+    """The ops of a ``v2.Compose`` or of a view's worker half, in order (a single op as itself)."""
+    if isinstance(transform, CropFlipView):
+        return [*_ops(transform.geometric), ToUint8Tensor(), DrawPhotometric(transform.photometric)]
     return list(transform.transforms) if isinstance(transform, v2.Compose) else [transform]
 
 
@@ -75,9 +95,10 @@ def time_pipeline(paths: list[Path], load: Any, transform: Any, views: int, repe
                     start = time.perf_counter()
                     x = op(x)
                     totals[_name(op)] += time.perf_counter() - start
-                start = time.perf_counter()
-                to_signed(x)
-                totals["to [-1, 1]"] += time.perf_counter() - start
+                if not isinstance(x, DeviceView):  # a device view stays uint8 until the device
+                    start = time.perf_counter()
+                    to_signed(x)
+                    totals["to [-1, 1]"] += time.perf_counter() - start
         per_sample = {k: 1e3 * v / len(paths) for k, v in totals.items()}
         best = per_sample if not best or sum(per_sample.values()) < sum(best.values()) else best
     return best
@@ -86,12 +107,32 @@ def time_pipeline(paths: list[Path], load: Any, transform: Any, views: int, repe
 def pipelines() -> dict[str, tuple[Any, Any, int]]:
     """(loader, transform, views) of each recipe pipeline that reads image files."""
     imagenet = ImageNetDataModule(root="unused", size=224)
+    in_workers = ImageNetDataModule(root="unused", size=224, photometric_on_device=False)
     folder = ImageFolderDataModule(root="unused", size=256)
     return {
-        "imagenet_repr train (two views)": (LoadRGB(None), imagenet.view_transform(), 2),
+        "imagenet_repr train (two views), all in the worker": (LoadRGB(None), in_workers.view_transform(), 2),
+        "imagenet_repr train (two views), worker half": (LoadRGB(None), imagenet.view_transform(), 2),
         "imagenet_repr eval": (LoadRGB(None), imagenet.eval_transform(), 1),
         "afhq/celebahq/lsun train (256 px)": (LoadRGB(256), folder.train_transform(), 1),
     }
+
+
+def time_device_half(paths: list[Path], batch: int, repeats: int) -> dict[str, float]:
+    """Milliseconds per sample (both views) of imagenet_repr's photometric half on this CPU, batched.
+
+    What the device does with a batch; on a GPU it is a few elementwise passes and one separable convolution,
+    on this CPU it is timed only to show what running it outside the workers costs here.
+    """
+    view = ImageNetDataModule(root="unused", size=224).view_transform()
+    load = LoadRGB(None)
+    views = [view(load(paths[i % len(paths)])) for i in range(batch)]
+    images, params = torch.stack([v.image for v in views]), torch.stack([v.params for v in views])
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        view.photometric(images, params)
+        best = min(best, time.perf_counter() - start)
+    return {"photometric (jitter, grayscale, blur)": 2e3 * best / batch}  # x2: two views per sample
 
 
 def cpu_name() -> str:
@@ -124,6 +165,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch", type=int, default=64, help="batch of the device half's timing")
     p.add_argument("--out", type=Path, default=None, help="write the table into this results file's section")
     args = p.parse_args()
     torch.set_num_threads(1)  # per core: a loader worker is one process on one core
@@ -134,6 +176,8 @@ def main() -> None:
             name: time_pipeline(paths, load, transform, views, args.repeats)
             for name, (load, transform, views) in pipelines().items()
         }
+        device = f"imagenet_repr train (two views), device half on this CPU (batch {args.batch})"
+        results[device] = time_device_half(paths, args.batch, args.repeats)
     text = table(results, args.images)
     print(text)
     if args.out is not None:

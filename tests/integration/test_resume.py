@@ -12,17 +12,19 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from run_probes import BatchLog, Crash
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.checkpoints import AtomicCheckpointIO
-from lzn_lightning.data import SyntheticDataModule
+from lzn_lightning.data import ImageNetDataModule, SyntheticDataModule
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 13  # 5 batches per epoch: the runs cross two epoch boundaries
@@ -31,11 +33,11 @@ IMAGE = {"class_path": "ImageModality", "init_args": {
     "decoder_ch_mult": [1, 2], "num_classes": 3, "sample_steps": 2}}  # fmt: skip
 
 
-def _model() -> LZNLightningModule:
+def _model(image: dict[str, Any] = IMAGE) -> LZNLightningModule:
     """Image (encoder + RF decoder), label, and two aligned augmented views: every random draw is used."""
     return LZNLightningModule(
         modalities={
-            "image": IMAGE,
+            "image": image,
             "label": {"class_path": "LabelModality", "init_args": {"num_classes": 3}},
         },
         fields={"image_view2": "image"},
@@ -67,12 +69,16 @@ def _trainer(root: Path, callbacks: list[pl.Callback], **kw: Any) -> pl.Trainer:
 
 
 def _fit(
-    root: Path, callbacks: list[pl.Callback], ckpt: Path | None = None, **kw: Any
+    root: Path,
+    callbacks: list[pl.Callback],
+    ckpt: Path | None = None,
+    setup: Callable[[], tuple[LZNLightningModule, pl.LightningDataModule]] = lambda: (_model(), _data()),
+    **kw: Any,
 ) -> tuple[Any, pl.Trainer]:
     pl.seed_everything(0)
-    model = _model()
+    model, data = setup()
     trainer = _trainer(root, callbacks, **kw)
-    trainer.fit(model, _data(), ckpt_path=ckpt)
+    trainer.fit(model, data, ckpt_path=ckpt)
     return model, trainer
 
 
@@ -135,6 +141,47 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
             assert fingerprint == reference_log.seen[step], f"step {step} read other data or drew other noise"
 
 
+def _imagenet_folder(root: Path) -> Path:
+    """An ImageNet-layout folder of 20x24 PNGs: 3 classes x 14 train images (5 batches of 8), 3 x 3 val."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 14), ("val", 3)):
+        for c in range(3):
+            folder = root / split / f"n0{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_two_view_imagenet_run_with_photometric_on_device_resumes_exactly(tmp_path: Path) -> None:
+    """ImageNet's two views with the colour jitter, grayscale and blur drawn in the workers and applied on the
+    device: the resumed run reads and draws exactly what the straight one does. (Views finished in the
+    workers are the synthetic runs above.)"""
+    root = _imagenet_folder(tmp_path / "imagenet")
+    steps = 7  # 5 batches an epoch: saved mid-epoch 0 (step 3), crashed at 5, resumed across the boundary
+
+    def setup() -> tuple[LZNLightningModule, pl.LightningDataModule]:
+        model = _model(IMAGE | {"init_args": IMAGE["init_args"] | {"channels": 3, "size": 8}})
+        return model, ImageNetDataModule(root=str(root), size=8, batch_size=8, eval_batch_size=8)
+
+    straight_log, resumed_log = BatchLog(), BatchLog()
+    straight = _fit(tmp_path / "s", [straight_log], setup=setup, enable_checkpointing=False, max_steps=steps)
+    ck = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, every_n_train_steps=3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(tmp_path / "a", [ck, Crash(5)], setup=setup, max_steps=steps)
+    last = tmp_path / "ck" / "last.ckpt"
+    resumed = _fit(tmp_path / "b", [resumed_log], last, setup, enable_checkpointing=False, max_steps=steps)
+    _assert_same_state(straight, resumed, steps)
+    assert sorted(resumed_log.seen) == list(range(4, steps + 1))
+    for step, fingerprint in resumed_log.seen.items():
+        assert fingerprint == straight_log.seen[step], (
+            f"step {step} read other data or drew other augmentations"
+        )
+
+
 _KILLED_RUN = textwrap.dedent(
     """
     import os, signal, sys
@@ -158,7 +205,9 @@ def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(
     straight: tuple[tuple[Any, pl.Trainer], BatchLog], tmp_path: Path
 ) -> None:
     script = _KILLED_RUN.format(
-        tests=str(Path(__file__).parent), plugins=str(ROOT / "tests" / "plugins"), ck=str(tmp_path / "ck"),
+        tests=str(Path(__file__).parent),
+        plugins=str(ROOT / "tests" / "plugins"),
+        ck=str(tmp_path / "ck"),
         root=str(tmp_path / "a"),
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}

@@ -11,6 +11,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lzn_lightning.data.errors import DatasetNotFoundError
+from lzn_lightning.data.photometric import PhotometricAugment, finish_device_views
 from lzn_lightning.data.resumable import ResumableDataLoader, ResumableSampler
 from lzn_lightning.data.transforms import two_view_transform
 from lzn_lightning.seeding import trainer_seed
@@ -123,6 +124,18 @@ class LZNDataModule(pl.LightningDataModule):
     def eval_transform(self) -> Callable[[Any], Any] | None:
         """Deterministic transform of single-view evaluation images (``None``: the stored image)."""
         return None
+
+    def device_augment(self) -> PhotometricAugment | None:
+        """The photometric half of views whose worker half ran in the loader (a transform returning
+        :class:`~lzn_lightning.data.photometric.DeviceView`); ``None``: views are finished in the workers."""
+        return None
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Finish device-augmented views on the device (Lightning calls this after moving a batch there).
+
+        Code that iterates a loader without a trainer calls it on each batch itself.
+        """
+        return finish_device_views(batch, self.device_augment())
 
     def view_settings(self, train: bool) -> tuple[Callable[[Any], Any] | None, bool]:
         """``(transform, two_views)`` for the training split (``train``) or the evaluation splits."""

@@ -18,7 +18,9 @@ from lzn_lightning.data.files import (
     list_images,
     scan_top_level,
 )
+from lzn_lightning.data.photometric import PhotometricAugment, PhotometricViews
 from lzn_lightning.data.split import stratified_split
+from lzn_lightning.data.transforms import blur_kernel_size
 
 HOW_TO_GET = (
     "Put the images there (any of {exts}), in sub-folders or not; e.g. AFHQ: "
@@ -28,7 +30,7 @@ HOW_TO_GET = (
 )
 
 
-class ImageFolderDataModule(LZNDataModule):
+class ImageFolderDataModule(PhotometricViews, LZNDataModule):
     """Every image under ``root`` (recursively), resized and centre-cropped to ``size`` x ``size`` RGB.
 
     Layout: if ``root`` holds no image files itself but two or more sub-folders, each sub-folder is a class
@@ -45,7 +47,11 @@ class ImageFolderDataModule(LZNDataModule):
             images, unlabelled).
         batch_size: Global training batch size, summed over all devices.
         skip_bad_files: Serve the next readable image in place of a file that does not decode (a warning
-            names it) instead of ending the run with one error line naming it. ``lzn check-data`` lists them all.
+            names it) instead of ending the run with one error line naming it. ``lzn check-data`` lists them
+            all.
+        photometric_on_device: With ``two_views``: loader workers crop and flip, and the colour jitter,
+            grayscale and blur (SimCLR's, blur with p=0.5) run on the device over the whole batch, each view
+            with its own parameters drawn in the worker. ``False``: the whole view in the workers.
         **kwargs: The other common arguments of :class:`~lzn_lightning.data.LZNDataModule`.
     """
 
@@ -60,10 +66,14 @@ class ImageFolderDataModule(LZNDataModule):
         use_labels: bool | None = None,
         batch_size: int = 64,
         skip_bad_files: bool = False,
+        photometric_on_device: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, **kwargs)
         self.skip_bad_files = skip_bad_files
+        # Why blur_p=0.5: SimCLR's views, which this datamodule's two views have always followed.
+        self.photometric = PhotometricAugment(blur_kernel=blur_kernel_size(size), blur_p=0.5)
+        self.photometric_on_device = photometric_on_device
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if val_root is not None and val_fraction > 0:

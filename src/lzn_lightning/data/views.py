@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from lzn_lightning.data.photometric import PARAMS_SUFFIX, DeviceView
 from lzn_lightning.data.transforms import to_signed
 
 
@@ -19,7 +20,10 @@ class ViewDataset(Dataset):
 
     Args:
         transform: Applied to the raw image. With ``two_views`` it is the random augmentation drawn twice;
-            otherwise ``None`` means the raw image as it is.
+            otherwise ``None`` means the raw image as it is. A transform that returns a
+            :class:`~lzn_lightning.data.photometric.DeviceView` (the worker half of a view) gives the view as
+            uint8 plus its photometric parameters under ``<key>.photometric``, for the datamodule to finish on
+            the device.
         two_views: Return two independent draws of ``transform`` as ``image`` and ``image_view2``.
         labelled: Whether items carry a ``label``.
     """
@@ -42,13 +46,19 @@ class ViewDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         x = self.raw_image(index)
         if self.two_views:
-            assert self.transform is not None
-            item = {"image": to_signed(self.transform(x)), "image_view2": to_signed(self.transform(x))}
+            item = self._view("image", x) | self._view("image_view2", x)
         else:
-            item = {"image": to_signed(x if self.transform is None else self.transform(x))}
+            item = self._view("image", x) if self.transform is not None else {"image": to_signed(x)}
         if self.labelled:
             item["label"] = self.label(index)
         return item
+
+    def _view(self, key: str, x: Any) -> dict[str, Tensor]:
+        assert self.transform is not None
+        view = self.transform(x)
+        if isinstance(view, DeviceView):  # finished on the device (LZNDataModule.on_after_batch_transfer)
+            return {key: view.image, key + PARAMS_SUFFIX: view.params}
+        return {key: to_signed(view)}
 
     def __repr__(self) -> str:
         views = "two views" if self.two_views else ("augmented" if self.transform is not None else "clean")
