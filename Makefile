@@ -27,11 +27,11 @@ lint:
 	$(BIN)/ruff check src modalities tests benchmarks
 	$(BIN)/ruff format --check src modalities tests benchmarks
 
-bench:  ## speed/memory of the latent ops vs a materialising implementation -> docs/results.md
-	$(BIN)/python benchmarks/latent_ops.py --out docs/results.md
+bench:  ## speed/memory of the latent ops vs a materialising implementation -> docs/performance.md
+	$(BIN)/python benchmarks/latent_ops.py --out docs/performance.md
 
-bench-gradients:  ## float32 value/gradient errors of the latent ops at training geometry (~5 min) -> docs/results.md
-	$(BIN)/python benchmarks/gradient_accuracy.py --out docs/results.md
+bench-gradients:  ## float32 value/gradient errors of the latent ops at training geometry (~5 min) -> docs/performance.md
+	$(BIN)/python benchmarks/gradient_accuracy.py --out docs/performance.md
 
 bench-quality:  ## the paper's 3 claims vs their baselines on digits, 3 seeds (~2 h on 2 CPU cores) -> JSONs + tables
 	$(BIN)/python benchmarks/quality.py --part joint --recipe recipes/digits_joint.yaml --seeds 3 \

@@ -1,7 +1,7 @@
 """Float32 accuracy of the latent ops' values and gradients at training geometry, against float64.
 
 For every case of ``lzn_lightning.latent.accuracy`` (b = n = 256, d in {32, 200}, anchor scale 0.15 / 1 / 10,
-default eps) prints and optionally writes to docs/results.md the relative L2 error of the output and the worst
+default eps) prints and optionally writes to docs/performance.md the relative L2 error of the output and the worst
 relative error over the gradients w.r.t. every input, for three float32 implementations:
 
 * ours: the package's O(b·n) ops;
@@ -10,7 +10,7 @@ relative error over the gradients w.r.t. every input, for three float32 implemen
   rows the two terms differ only by rounding. Kept here only as the comparison;
 * direct: plain autograd through the materialising [b, n, d] form.
 
-    python benchmarks/gradient_accuracy.py --out docs/results.md
+    python benchmarks/gradient_accuracy.py --out docs/performance.md
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main() -> None:
     body = "\n".join([
         "## Float32 gradients of the latent ops at training geometry",
         "",
-        "Command: `python benchmarks/gradient_accuracy.py --out docs/results.md` "
+        "Command: `python benchmarks/gradient_accuracy.py --out docs/performance.md` "
         f"({time.perf_counter() - start:.0f} s). Machine: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}.",
         "",

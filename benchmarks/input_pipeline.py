@@ -6,7 +6,7 @@ written to a temporary folder, then every sample goes through what a loader work
 transform runs twice per sample). No download, no GPU.
 
     python benchmarks/input_pipeline.py                       # prints the table
-    python benchmarks/input_pipeline.py --out docs/results.md # and writes it into its generated section
+    python benchmarks/input_pipeline.py --out docs/performance.md # and writes it into its generated section
 """
 
 from __future__ import annotations

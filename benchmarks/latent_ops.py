@@ -17,7 +17,7 @@ size.
 
 Usage::
 
-    .venv/bin/python benchmarks/latent_ops.py --out docs/results.md   # full run (what `make bench` does)
+    .venv/bin/python benchmarks/latent_ops.py --out docs/performance.md   # full run (what `make bench` does)
     .venv/bin/python benchmarks/latent_ops.py --quick                 # n in {256, 1024}, table only
 """
 
@@ -473,7 +473,7 @@ def _sys_share_range(outcomes: list[Outcome], impl: str) -> str:
 def build_section(
     outcomes: list[Outcome], args: argparse.Namespace, command: str, idle: tuple[float | None, float | None]
 ) -> str:
-    """The full markdown section (between the markers) for docs/results.md.
+    """The full markdown section (between the markers) for docs/performance.md.
 
     Args:
         outcomes: All outcomes.

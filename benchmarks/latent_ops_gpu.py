@@ -8,7 +8,7 @@ reference form where it fits in GPU memory.
 
 Usage (needs a CUDA device; prints a markdown section, optionally writes it into a results file):
 
-    python benchmarks/latent_ops_gpu.py --out docs/results.md
+    python benchmarks/latent_ops_gpu.py --out docs/performance.md
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def main() -> None:
     lines = [
         "## Latent ops on a GPU: one ImageNet-recipe latent step per rank",
         "",
-        f"Command: `python benchmarks/latent_ops_gpu.py --out docs/results.md` (b={b}, n={n}, d={d}, "
+        f"Command: `python benchmarks/latent_ops_gpu.py --out docs/performance.md` (b={b}, n={n}, d={d}, "
         f"{s} forward Euler + {s} reverse Euler steps, log-form alignment loss; median of {args.repeats} after a "
         "warm-up; peak = `torch.cuda.max_memory_allocated` above the inputs).",
         "",

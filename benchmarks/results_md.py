@@ -1,4 +1,4 @@
-"""The one writer of generated sections in docs/results.md, shared by every benchmark script.
+"""The one writer of generated sections in docs/results.md and docs/performance.md, shared by every benchmark.
 
 A generated section sits between ``<!-- bench:NAME:start -->`` and ``<!-- bench:NAME:end -->``; rerunning a
 benchmark replaces its section in place and leaves the hand-written text around it alone.

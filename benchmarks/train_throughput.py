@@ -6,7 +6,7 @@ has no dataset), and trains `--steps` steps with Lightning at the given precisio
 steps after `--warmup` and `torch.cuda.max_memory_allocated`.
 
     python benchmarks/train_throughput.py --recipe recipes/cifar10_joint.yaml --precision bf16-mixed \
-        --steps 200 --batch-size 250 --out docs/results.md
+        --steps 200 --batch-size 250 --out docs/performance.md
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every relative link of the docs reaches a file, and every ``page.md#anchor`` a heading of that page.
 
-Numbers live in docs/results.md and the README, guide, notes and recipes link to its sections by anchor, so a
-renamed heading must not leave a link pointing nowhere.
+Numbers live in docs/results.md and docs/performance.md, and the README, guide, notes and recipes link to their
+sections by anchor, so a renamed heading must not leave a link pointing nowhere.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")  # [text](target)
 FENCE = re.compile(r"^\s*```.*?^\s*```", re.S | re.M)
-RECIPE_LINK = re.compile(r"docs/results\.md#([\w-]+)")
+RECIPE_LINK = re.compile(r"docs/(results|performance)\.md#([\w-]+)")
 
 
 def _links(doc: Path) -> list[str]:
@@ -37,11 +37,11 @@ def test_relative_links_resolve(doc: Path) -> None:
 
 
 def test_recipe_comments_link_existing_results_sections() -> None:
-    found = sections((ROOT / "docs" / "results.md").read_text())
+    found = {page: sections((ROOT / "docs" / f"{page}.md").read_text()) for page in ("results", "performance")}
     broken = [
-        f"{recipe.name}: #{anchor}"
+        f"{recipe.name}: {page}.md#{anchor}"
         for recipe in sorted((ROOT / "recipes").glob("*.yaml"))
-        for anchor in RECIPE_LINK.findall(recipe.read_text())
-        if anchor not in found
+        for page, anchor in RECIPE_LINK.findall(recipe.read_text())
+        if anchor not in found[page]
     ]
     assert not broken, broken

@@ -1,9 +1,12 @@
-"""The shared writer of generated docs/results.md sections (benchmarks/results_md.py)."""
+"""The shared writer of the generated sections of docs/results.md and docs/performance.md
+(benchmarks/results_md.py)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 
@@ -23,7 +26,6 @@ def test_write_section_replaces_in_place_and_keeps_the_rest(tmp_path: Path) -> N
 
 
 def test_a_section_present_twice_is_refused_not_half_updated(tmp_path: Path) -> None:
-    import pytest
 
     path = tmp_path / "results.md"
     write_section(path, "a", "first")
@@ -32,8 +34,9 @@ def test_a_section_present_twice_is_refused_not_half_updated(tmp_path: Path) -> 
         write_section(path, "a", "second")
 
 
-def test_docs_results_has_each_generated_section_once() -> None:
-    text = (Path(__file__).parents[2] / "docs" / "results.md").read_text()
+@pytest.mark.parametrize("page", ["results.md", "performance.md"])
+def test_docs_results_has_each_generated_section_once(page: str) -> None:
+    text = (Path(__file__).parents[2] / "docs" / page).read_text()
     import re
 
     names = re.findall(r"<!-- bench:(\S+):start -->", text)
