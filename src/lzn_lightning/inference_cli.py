@@ -157,11 +157,6 @@ def text_field(model: Any) -> str:
     raise InputError("this model has no text modality, so it takes no text (see recipes/digits_caption.yaml)")
 
 
-def read_inputs(model: Any, field: str, path: str | Path) -> tuple[Tensor, dict[str, list[str]]]:
-    """The batch in the user's file ``path`` and its per-item columns, read by ``field``'s modality."""
-    return model.modality(field).read_inputs(path)
-
-
 def _decode_options(model: Any, target: str, args: argparse.Namespace) -> dict[str, Any]:
     """The sampler options of the command line that the target modality's ``decode`` takes by name
     (``steps`` / ``method`` for images, ``temperature`` for text)."""
@@ -203,7 +198,7 @@ def _captions(model: Any, args: argparse.Namespace) -> str:
     target = model.modality(field)
     _check_out(out, target.output_suffixes, args.overwrite)
     image_field = LZNInference(model).source_field()
-    images, columns = read_inputs(model, image_field, args.images)
+    images, columns = model.modality(image_field).read_inputs(args.images)
     # Zone centres (noise 0): a caption describes the image, not a random point of its zone.
     captions = model.generate(
         condition={image_field: images}, target=field, noise_scale=_noise(args, 0.0),
@@ -224,7 +219,7 @@ def _sample(model: Any, args: argparse.Namespace) -> str:
     options = _decode_options(model, target, args)
     if args.prompts is not None:
         field = text_field(model)
-        tokens, _ = read_inputs(model, field, args.prompts)
+        tokens, _ = model.modality(field).read_inputs(args.prompts)
         # Zone centres (noise 0), as for captions: the item a prompt's zone stands for.
         outputs = model.generate(
             condition={field: tokens}, target=target, noise_scale=_noise(args, 0.0),
@@ -255,7 +250,7 @@ def _classify(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
     _check_out(out, (".csv", ".npy"), args.overwrite)
     field = input_field(model, args.input)
-    data, columns = read_inputs(model, field, args.input)
+    data, columns = model.modality(field).read_inputs(args.input)
     if model.anchor_bank_of(field) is None and args.context != "batch":
         print(
             f"lzn classify: note: {args.ckpt_path} has no anchor bank of {field!r}, so each item is "
@@ -281,7 +276,7 @@ def _embed(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
     _check_out(out, (".npy", ".npz"), args.overwrite)
     field = input_field(model, args.input)
-    data, columns = read_inputs(model, field, args.input)
+    data, columns = model.modality(field).read_inputs(args.input)
     emb = model.embed(data, field=field, batch_size=args.batch_size).numpy()
     if out.suffix.lower() == ".npz":
         np.savez(out, embeddings=emb, **npz_columns(columns))
