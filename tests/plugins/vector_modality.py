@@ -36,9 +36,13 @@ class VectorModality(Modality):
     def build(self, latent_dim: int) -> None:
         """Create the networks once the shared latent size is known."""
         super().build(latent_dim)
-        self.encoder = nn.Sequential(nn.Linear(self.features, self.hidden), nn.SiLU(), nn.Linear(self.hidden, latent_dim))
+        self.encoder = nn.Sequential(
+            nn.Linear(self.features, self.hidden), nn.SiLU(), nn.Linear(self.hidden, latent_dim)
+        )
         self.decoder = (
-            nn.Sequential(nn.Linear(latent_dim, self.hidden), nn.SiLU(), nn.Linear(self.hidden, self.features))
+            nn.Sequential(
+                nn.Linear(latent_dim, self.hidden), nn.SiLU(), nn.Linear(self.hidden, self.features)
+            )
             if self.want_decoder
             else None
         )
@@ -46,7 +50,9 @@ class VectorModality(Modality):
     def check_field(self, x: Tensor, name: str) -> None:
         """Vectors must be float [B, features]."""
         if x.dim() != 2 or x.shape[1] != self.features or not x.is_floating_point():
-            raise ValueError(f"field {name!r}: expected float [B, {self.features}], got {x.dtype} {tuple(x.shape)}")
+            raise ValueError(
+                f"field {name!r}: expected float [B, {self.features}], got {x.dtype} {tuple(x.shape)}"
+            )
 
     def encode(self, x: Tensor) -> Tensor:
         """Anchors [B, d]."""

@@ -1,4 +1,5 @@
-"""The plug-in contract, checked for every Modality subclass that is importable (built-ins and the README example).
+"""The plug-in contract, checked for every Modality subclass that is importable (built-ins and the README
+example), and the contract the base declares (defaults, missing hooks named at construction, users' files).
 
 A new data type gets these checks for free: spec round trip, shapes, finite losses, a gradient for every
 trainable parameter, and a state-dict round trip. Extra configurations of a class (e.g. a timm encoder) are
@@ -11,12 +12,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import lzn_lightning.modalities  # noqa: F401  (registers the built-ins as Modality subclasses)
 import numpy as np
 import pytest
 import torch
 import vector_modality  # noqa: F401  (the README example plug-in, from tests/plugins)
 
-import lzn_lightning.modalities  # noqa: F401  (registers the built-ins as Modality subclasses)
 from lzn_lightning import Modality
 
 LATENT_DIM = 8
@@ -32,8 +33,18 @@ def _all_subclasses(cls: type) -> list[type]:
 # Small or alternative configurations, keyed by class name; every subclass is also checked with its defaults.
 EXTRA_CONFIGS: dict[str, list[dict[str, Any]]] = {
     "ImageModality": [
-        {"encoder_width": 8, "decoder_width": 8, "head_hidden": 16, "num_classes": 3},  # label-conditioned decoder
-        {"encoder": "resnet18", "head_hidden": 16, "decoder": False, "channels": 3},  # timm backbone + GN head
+        {
+            "encoder_width": 8,
+            "decoder_width": 8,
+            "head_hidden": 16,
+            "num_classes": 3,
+        },  # label-conditioned decoder
+        {
+            "encoder": "resnet18",
+            "head_hidden": 16,
+            "decoder": False,
+            "channels": 3,
+        },  # timm backbone + GN head
         {"encoder": "none", "decoder_width": 8, "latent_conditioning": False},  # the plain RF baseline
     ],
     "VectorModality": [{"decoder": True}],
@@ -102,10 +113,16 @@ def test_shapes_finite_losses_and_every_parameter_gets_a_gradient(cls: type, cfg
     missing = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without a gradient: {missing}"
     grouped = {id(p) for group in m.param_groups() for p in group["params"]}
-    assert grouped == {id(p) for p in m.parameters() if p.requires_grad}, "param_groups must cover every parameter"
+    assert grouped == {id(p) for p in m.parameters() if p.requires_grad}, (
+        "param_groups must cover every parameter"
+    )
     if m.has_decoder:
         with torch.no_grad():
-            kw = {"labels": torch.zeros(4, dtype=torch.long)} if getattr(m, "num_classes", 0) and m.kind == "instance" else {}
+            kw = (
+                {"labels": torch.zeros(4, dtype=torch.long)}
+                if getattr(m, "num_classes", 0) and m.kind == "instance"
+                else {}
+            )
             out = m.decode(torch.randn(4, LATENT_DIM, generator=g), **kw)
         assert out.shape == x.shape
 
