@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -12,6 +13,7 @@ from lzn_lightning.nets import AnchorTower, LatentUNet, TimmAnchorEncoder, rf_in
 from lzn_lightning.nets.anchor_norm import anchor_norm as anchor_norm_module
 from lzn_lightning.nets.ncsnpp import NCSNppDecoder, NCSNppEncoder
 from lzn_lightning.nets.resnet_gn import GroupNormResNet
+from lzn_lightning.user_files import load_images, write_images
 
 # Encoders whose anchor is their own output (no anchor_norm): the paper's networks.
 PAPER_ENCODERS = ("ncsnpp", "resnet50_gn")
@@ -208,6 +210,30 @@ class ImageModality(Modality):
     def has_encoder(self) -> bool:
         """Whether this image modality produces anchors."""
         return self.encoder is not None
+
+    # ----------------------------------------------------------------------------------------- user files
+    input_suffixes: ClassVar[tuple[str, ...]] = (".npy", "/")
+    output_suffixes: ClassVar[tuple[str, ...]] = (".png", ".jpg", ".npz", ".npy")
+
+    def read_inputs(self, path: str | Path) -> tuple[Tensor, dict[str, list[str]]]:
+        """Images [N, C, H, W] in [-1, 1] from a ``.npy`` of floats in [-1, 1] (the datamodule's layout;
+        [N, H, W] for one channel) or a folder of image files (searched recursively, sorted by path, converted
+        to ``channels`` and resized + centre-cropped to ``size``), with ``{"file": names}`` for a folder."""
+        images, files = load_images(path, self.channels, self.size)
+        return images, ({"file": files} if files else {})
+
+    def write_outputs(
+        self,
+        outputs: Tensor,
+        path: str | Path,
+        columns: dict[str, Any] | None = None,
+        nrow: int | None = None,
+        **options: Any,
+    ) -> str:
+        """Images [N, C, H, W] in [-1, 1] as a PNG/JPG grid of ``nrow`` per row (default sqrt(N)), a
+        ``.npz`` (``images`` and the columns in the plural, e.g. ``labels``) or a ``.npy``."""
+        write_images(outputs, path, columns, nrow)
+        return f"{len(outputs)} samples {list(outputs.shape[1:])}"
 
     def check_field(self, x: Tensor, name: str) -> None:
         """Images must be float [B, channels, size, size]."""

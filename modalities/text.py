@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lzn_lightning.modality import Modality
+from lzn_lightning.user_files import InputError, read_lines, write_texts
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = 3  # ids below this are PAD, BOS, EOS; character k of the alphabet is id SPECIALS + k
@@ -189,6 +191,35 @@ class TextModality(Modality):
     def present(self, decoded: Tensor) -> list[str]:
         """The generated texts as strings."""
         return self.detokenize(decoded)
+
+    # ----------------------------------------------------------------------------------------- user files
+    input_suffixes: ClassVar[tuple[str, ...]] = (".txt",)
+    output_suffixes: ClassVar[tuple[str, ...]] = (".txt", ".csv")
+
+    def read_inputs(self, path: str | Path) -> tuple[Tensor, dict[str, list[str]]]:
+        """Token ids [N, max_len] of a UTF-8 file with one text per line, with ``{"text": lines}``; an
+        unreadable line is reported with its number."""
+        path = Path(path)
+        lines = read_lines(path)
+        rows = []
+        for n, line in enumerate(lines, start=1):
+            try:
+                rows.append(self.tokenize([line]))
+            except ValueError as err:
+                raise InputError(f"{path} line {n}: {str(err).replace('text 0 ', 'the text ')}") from None
+        return torch.cat(rows), {"text": lines}
+
+    def write_outputs(
+        self,
+        outputs: Sequence[str],
+        path: str | Path,
+        columns: dict[str, Any] | None = None,
+        name: str = "text",
+        **options: Any,
+    ) -> str:
+        """Texts one per line (``.txt``), or a CSV: index, the ``columns``, then the texts under ``name``."""
+        write_texts(outputs, path, name, columns or {})
+        return f"{len(outputs)} {name}s"
 
     def check_field(self, x: Tensor, name: str) -> None:
         """Text fields are int64 token ids [B, max_len], each row non-empty."""

@@ -19,12 +19,17 @@ on ``model.device``, with a tqdm progress bar for long jobs, and returns CPU ten
 Raw data is turned into a field's tensors by its modality's ``prepare`` (e.g. strings -> token ids) and
 decoded tensors into user data by ``present`` (token ids -> strings); images stay tensors.
 
+The one-batch operations :meth:`~LZNInference.batch_latents`, :meth:`~LZNInference.translate`,
+:meth:`~LZNInference.retrieve` and :meth:`~LZNInference.anchors` take the batch as its own field (no bank, no
+chunking) and keep results on the device in the field's layout; :mod:`lzn_lightning.crossmodal` offers them
+as functions of the model.
+
 Classification and reconstruction need the latent of an item, which LZN defines through a *field* of anchors
 (docs/design/lzn.md §1.2). Two contexts are offered:
 
-* ``"batch"`` (the reference, docs/design/lzn.md §4): the field is the anchors of the items processed together. An item's label
-  can change with its batch-mates and with the batch size; a single item alone gets a latent that is pure
-  noise.
+* ``"batch"`` (the reference, docs/design/lzn.md §4): the field is the anchors of the items processed
+  together. An item's label can change with its batch-mates and with the batch size; a single item alone gets
+  a latent that is pure noise.
 * ``"bank"`` (the default when the model holds an anchor bank): the field is a fixed bank of training items of
   the encoded field (``model.set_anchor_bank``, saved in the checkpoint), plus the item's own anchor (every
   item sees the same kind of field as in training: B-1 other training items and itself). A batch is computed
@@ -37,6 +42,7 @@ import hashlib
 import math
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,7 +50,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lzn_lightning.baselines import prototype_logits
-from lzn_lightning.latent import compute_latent
+from lzn_lightning.latent import compute_latent, nearest_anchor, trace_back
 
 CONTEXTS = ("bank", "batch")
 # Why 256: the global batch of the CPU recipes, i.e. the field size their zones were trained with; also a
@@ -52,6 +58,19 @@ CONTEXTS = ("bank", "batch")
 DEFAULT_BATCH_SIZE = 256
 # Why 4: below that a job ends in a blink and a progress bar is noise (e.g. in every callback call).
 _PROGRESS_MIN_BATCHES = 4
+
+
+@dataclass(frozen=True)
+class _GenerationRequest:
+    """What :meth:`LZNInference.generate` was asked for, checked and resolved."""
+
+    target: str  # the field to decode
+    num: int  # items to generate
+    field: str | None  # the condition's field; None: unconditional
+    data: Tensor | None  # the condition, prepared (the field's layout)
+    decoder_labels: Tensor | None  # classes given straight to the decoder (a model without label zones)
+    label_field: str | None  # the field with class zones, if any
+    decoder_classes: int  # > 0: the decoder also takes one class per sample
 
 
 class LZNInference:
@@ -195,7 +214,7 @@ class LZNInference:
         parts = [m.encode(self._on_device(x[s])) for s in self._chunks(len(x), batch_size)]
         return torch.cat(parts)  # [n, d]
 
-    def _noise(self, x: Tensor, scale: float, g: torch.Generator, base: int | None) -> Tensor:
+    def _noise(self, x: Tensor, scale: float, g: torch.Generator | None, base: int | None) -> Tensor:
         """Prior noise [b, d] for a chunk x. With a ``base`` seed (one per call, drawn from ``g``) each row's
         draw is seeded by ``base`` and its item's bytes, so an item gets the same noise whatever its position,
         batch-mates and batch size."""
@@ -227,8 +246,6 @@ class LZNInference:
         ``model.inference()``."""
         context = self._context(context, field)
         noise_scale = self._noise_scale(context, noise_scale)
-        flow = self.model.flow
-        m = self.model.modality(field)
         chunks = self._chunks(len(x), batch_size)
         bank = (
             self._encode(self.model.anchor_bank_of(field), field, batch_size) if context == "bank" else None
@@ -243,18 +260,109 @@ class LZNInference:
         with self._bar(len(x), len(chunks), progress, f"{desc} ({context})") as bar:
             for s in chunks:
                 xs = self._on_device(x[s])
-                anchors = m.encode(xs)  # [b, d]
-                noise = self._noise(xs, noise_scale, g, base)  # [b, d]
-                if bank is None:  # the reference: the chunk's own anchors are the field
-                    out.append(compute_latent(anchors, anchors, noise, flow.steps, flow.solver, flow.eps))
-                else:  # each row's field is the bank and itself: nothing but the item and the bank decides
-                    out.append(
-                        compute_latent(
-                            bank, anchors, noise, flow.steps, flow.solver, flow.eps, self_in_field=True
-                        )
-                    )
+                out.append(self._zone_latents(xs, field, self._noise(xs, noise_scale, g, base), bank))
                 bar.update(len(xs))
         return torch.cat(out) if out else torch.zeros(0, self.model.latent_dim, device=self.device)  # [N, d]
+
+    def _zone_latents(self, x: Tensor, field: str, noise: Tensor, bank: Tensor | None = None) -> Tensor:
+        """Latents [b, d] of a checked chunk ``x`` (on the device) of ``field`` from its prior noise [b, d]:
+        class indices through their label flow (inside each class's zone); instance items through the zones
+        of their field, the chunk's own anchors (``bank`` None, the reference) or the anchors ``bank`` [n, d]
+        plus each item itself."""
+        m = self.model.modality(field)
+        if m.kind == "categorical":
+            return m.latent(x, noise)  # [b, d]
+        anchors = m.encode(x)  # [b, d]
+        flow = self.model.flow
+        if bank is None:  # the reference: the chunk's own anchors are the field
+            return compute_latent(anchors, anchors, noise, flow.steps, flow.solver, flow.eps)
+        # each row's field is the bank and itself: nothing but the item and the bank decides
+        return compute_latent(bank, anchors, noise, flow.steps, flow.solver, flow.eps, self_in_field=True)
+
+    def batch_latents(
+        self, data: Any, field: str, noise_scale: float = 0.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Latents [B, d], on the model's device, of one batch of any field, the batch being its own field
+        (no anchor bank, no chunking): instance items through the zones of the batch, class indices of a
+        categorical field through their label flow (inside each class's zone).
+
+        Args:
+            data: The batch, in the field's layout or what its modality's ``prepare`` takes.
+            field: Any field of the model, e.g. ``"image"``, ``"text"`` or ``"label"``.
+            noise_scale: Prior-noise scale (0: the zone centres' trajectories, no draw).
+            generator: Random generator of the noise (None: torch's global RNG).
+        """
+        self._field(field)
+        with self.model.inference():
+            x = self._on_device(self._prepared(data, field))
+            return self._zone_latents(x, field, self._noise(x, noise_scale, generator, None))
+
+    def anchors(self, field: str, data: Any = None) -> Tensor:
+        """Anchors [n, d], on the model's device, of data of an instance field (one batch), or the anchor
+        table of a categorical field (``data`` not needed)."""
+        m = self.model.modality(self._field(field))
+        with self.model.inference():
+            if m.kind == "categorical":
+                return m.anchor_table()
+            if data is None:
+                raise ValueError(f"field {field!r} is an instance field: pass its data")
+            return m.encode(self._on_device(self._prepared(data, field)))
+
+    def translate(
+        self,
+        data: Any,
+        source: str,
+        target: str,
+        noise_scale: float = 0.0,
+        generator: torch.Generator | None = None,
+        **decode_options: Any,
+    ) -> Any:
+        """Decode field ``target`` from the :meth:`batch_latents` of one batch of field ``source``.
+
+        The functional form of ``generate(condition={source: data}, target=target)``: the batch is its own
+        field, and the result is the target modality's raw ``decode`` output on the model's device (images
+        [B, C, H, W], token ids [B, L], class indices), not its ``present``.
+
+        Args:
+            data: The batch of ``source`` (its layout or what its modality's ``prepare`` takes).
+            source: The field to start from (instance or categorical).
+            target: The field to decode (it needs a decoder, or class zones).
+            noise_scale: Prior-noise scale of the latents (0: the zone centres' trajectories).
+            generator: Draws the latents' prior noise and the decoder's randomness (None: the global RNG).
+            **decode_options: Passed to the target modality's ``decode`` (``temperature`` for text,
+                ``steps`` for images).
+        """
+        m = self.model.modality(target)
+        if not m.has_decoder and m.kind != "categorical":
+            raise ValueError(f"field {target!r} has no decoder to translate into")
+        z = self.batch_latents(data, source, noise_scale=noise_scale, generator=generator)
+        with self.model.inference():
+            return self._decode(m, z, None, generator, decode_options)
+
+    def retrieve(self, data: Any, source: str, target: str, candidates: Any = None) -> Tensor:
+        """For each item of a batch of ``source``, the index of the ``target`` zone its latent falls in.
+
+        The :meth:`batch_latents` of ``data`` are traced back through the target anchors: the ``candidates``
+        of an instance field (e.g. a set of captions) or the anchor table of a categorical field (then the
+        indices are class labels).
+
+        Returns:
+            LongTensor [B] on the CPU.
+        """
+        z = self.batch_latents(data, source)
+        with self.model.inference():
+            zone_anchors = self.anchors(target, candidates)  # [n, d]
+            # Why 100 when no alignment targets the field: AlignSpec's default trace-back steps.
+            steps = next((a.steps for a in self.model.align if a.target == target), 100)
+            point, _ = trace_back(z, zone_anchors, steps)
+            return nearest_anchor(point, zone_anchors).cpu()
+
+    def _field(self, field: str) -> str:
+        if field not in self.model.field_map:
+            raise ValueError(
+                f"{field!r} is not a field of this model; its fields: {sorted(self.model.field_map)}"
+            )
+        return field
 
     # ------------------------------------------------------------------------------------------- the API
     def latents(
@@ -335,21 +443,45 @@ class LZNInference:
             The target modality's ``present`` of the decoded batch: images Float [N, C, H, W] in [-1, 1] on
             the CPU; text, a list of N strings.
         """
-        model = self.model
+        request = self._generation_request(num, labels, condition, target, noise_scale)
+        m = self.model.modality(request.target)
+        g = self._seeded_generator(seed, generator)
+        chunks = self._chunks(request.num, batch_size) or [slice(0, 0)]  # one empty chunk: an empty batch
+        out: list[Tensor] = []
+        with self.model.inference(), self._bar(request.num, len(chunks), progress, "generate") as bar:
+            z_items = None  # latents of an instance-field condition, through that field's zones
+            if request.field is not None and self.model.modality(request.field).kind == "instance":
+                z_items = self._latents(
+                    request.data, request.field, None, noise_scale, batch_size, g, False, "latents"
+                )
+            for s in chunks:
+                z, y = self._chunk_latents(request, s, z_items, noise_scale, g)
+                x = self._decode(m, z, self._decoder_labels(request, z, y, g), g, decode_options)
+                out.append(x.float().cpu() if x.is_floating_point() else x.cpu())
+                bar.update(s.stop - s.start)
+        return m.present(torch.cat(out))
+
+    def _generation_request(
+        self,
+        num: int | None,
+        labels: Any,
+        condition: Mapping[str, Any] | None,
+        target: str | None,
+        noise_scale: float,
+    ) -> _GenerationRequest:
+        """``generate``'s arguments, checked and resolved into one request (``labels`` become a condition
+        on the label field, or the decoder's own classes on a model without label zones)."""
         target = self.decoder_field(target)
-        m = model.modality(target)
+        classes = self.model.modality(target).decoder_classes
         label_field = self.label_field(required=False)
-        label_mod = model.modality(label_field) if label_field is not None else None
-        classes = m.decoder_classes  # > 0: the decoder also takes one class per sample
-        conditioned = classes > 0
-        decoder_labels = None  # classes for a class-conditioned decoder of a model without label zones
+        decoder_labels = None
         if labels is not None:
             if condition:
                 raise ValueError("give labels or condition, not both")
             labels = torch.as_tensor(labels).long().reshape(-1)
             if label_field is not None:
                 condition = {label_field: labels}
-            elif conditioned:
+            elif classes > 0:
                 if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
                     raise ValueError(f"labels must be in [0, {classes})")
                 decoder_labels = labels
@@ -357,8 +489,8 @@ class LZNInference:
                 raise ValueError(
                     "this model has no label modality and an unconditional decoder: pass labels=None"
                 )
-        cond_field, cond_data = self._condition(condition)
-        given = cond_data if cond_data is not None else decoder_labels
+        field, data = self._condition(condition)
+        given = data if data is not None else decoder_labels
         if given is not None:
             if num is not None and num != len(given):
                 raise ValueError(f"num={num} but the condition has {len(given)} items; give one of them")
@@ -367,46 +499,52 @@ class LZNInference:
             raise ValueError(f"num must be an int >= 0 for unconditional samples, got {num}")
         if noise_scale < 0:
             raise ValueError(f"noise_scale must be >= 0, got {noise_scale}")
-        if (
-            cond_field is not None
-            and model.modality(cond_field).kind == "categorical"
-            and cond_field != label_field
-        ):
-            raise ValueError(
-                f"cannot condition on {cond_field!r}: the field with class zones is {label_field!r}"
-            )
-        g = self._seeded_generator(seed, generator)
-        chunks = self._chunks(num, batch_size) or [slice(0, 0)]  # one empty chunk: the target's empty batch
-        out: list[Tensor] = []
-        with model.inference(), self._bar(num, len(chunks), progress, "generate") as bar:
-            z_items = None  # latents of an instance-field condition, through that field's zones
-            if cond_field is not None and model.modality(cond_field).kind == "instance":
-                z_items = self._latents(
-                    cond_data, cond_field, None, noise_scale, batch_size, g, False, "latents"
-                )
-            for s in chunks:
-                b = s.stop - s.start
-                y = decoder_labels[s].to(self.device) if decoder_labels is not None else None
-                if z_items is not None:
-                    z = z_items[s]
-                elif cond_field is not None:  # class indices: latents inside their zones
-                    y = self._on_device(cond_data[s])  # type: ignore[index]
-                    noise = noise_scale * torch.randn(b, model.latent_dim, generator=g, device=self.device)
-                    z = label_mod.latent(y, noise)  # type: ignore[union-attr]  # [b, d]
-                else:
-                    z = torch.randn(
-                        b, model.latent_dim, generator=g, device=self.device
-                    )  # LZN latents: N(0, I)
-                if conditioned and y is None:
-                    y = (
-                        label_mod.decode(z)
-                        if label_mod is not None
-                        else torch.randint(0, classes, (b,), generator=g, device=self.device)
-                    )
-                x = m.decode(z, labels=y if conditioned else None, generator=g, **decode_options)
-                out.append(x.float().cpu() if x.is_floating_point() else x.cpu())
-                bar.update(b)
-        return m.present(torch.cat(out))
+        if field is not None and self.model.modality(field).kind == "categorical" and field != label_field:
+            raise ValueError(f"cannot condition on {field!r}: the field with class zones is {label_field!r}")
+        return _GenerationRequest(target, num, field, data, decoder_labels, label_field, classes)
+
+    def _chunk_latents(
+        self,
+        request: _GenerationRequest,
+        s: slice,
+        z_items: Tensor | None,
+        noise_scale: float,
+        g: torch.Generator,
+    ) -> tuple[Tensor, Tensor | None]:
+        """(latents [b, d], the chunk's given classes or None) of the items ``s`` of a generation request."""
+        b, d = s.stop - s.start, self.model.latent_dim
+        if z_items is not None:  # an instance-field condition: latents computed beforehand
+            y = request.decoder_labels[s].to(self.device) if request.decoder_labels is not None else None
+            return z_items[s], y
+        if request.field is not None:  # class indices: latents inside their zones
+            y = self._on_device(request.data[s])  # type: ignore[index]
+            # drawn even at noise_scale 0, so the decoder's draws that follow do not depend on the scale
+            noise = noise_scale * torch.randn(b, d, generator=g, device=self.device)
+            return self._zone_latents(y, request.field, noise), y
+        y = request.decoder_labels[s].to(self.device) if request.decoder_labels is not None else None
+        return torch.randn(b, d, generator=g, device=self.device), y  # LZN latents: N(0, I)
+
+    def _decoder_labels(
+        self, request: _GenerationRequest, z: Tensor, y: Tensor | None, g: torch.Generator
+    ) -> Tensor | None:
+        """The classes a class-conditioned decoder gets: the given ones, else the zones of the latents
+        ``z`` (reverse label flow, as the reference does), else random ones; None for other decoders."""
+        if request.decoder_classes <= 0:
+            return None
+        if y is not None:
+            return y
+        if request.label_field is not None:
+            return self.model.modality(request.label_field).decode(z)
+        return torch.randint(0, request.decoder_classes, (len(z),), generator=g, device=self.device)
+
+    @staticmethod
+    def _decode(
+        m: Any, z: Tensor, labels: Tensor | None, g: torch.Generator | None, options: Mapping[str, Any]
+    ) -> Any:
+        """Modality ``m``'s decoding of latents ``z`` (with the classes of a class-conditioned decoder)."""
+        if labels is None:
+            return m.decode(z, generator=g, **options)
+        return m.decode(z, labels=labels, generator=g, **options)
 
     def _condition(self, condition: Mapping[str, Any] | None) -> tuple[str | None, Tensor | None]:
         """(field, prepared data) of ``generate``'s condition, or (None, None)."""
@@ -581,7 +719,8 @@ class LZNInference:
 
 
 def reconstruction_l2(original: Tensor, reconstructed: Tensor) -> float:
-    """Mean over images of the L2 norm of the error over (C, H, W), in [-1, 1] units (the reference's Recon)."""
+    """Mean over images of the L2 norm of the error over (C, H, W), in [-1, 1] units (the reference's
+    Recon)."""
     err = (reconstructed.float() - original.float()).flatten(1)  # [N, C*H*W]
     return float(err.norm(dim=1).mean()) if len(err) else math.nan
 

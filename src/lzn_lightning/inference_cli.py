@@ -14,14 +14,15 @@ channel) or a folder of image files (searched recursively, sorted by path, conve
 and resized + centre-cropped to its size), or, for a model with a text modality, a ``.txt`` file with one text
 per line (texts are classified and embedded in batches of ``--batch_size``, each batch its own field). Every
 mistake ends with one ``error:`` line and exit status 2; an existing ``--out`` is replaced only with
-``--overwrite``.
+``--overwrite``. What a file holds is each data type's business: the field's modality reads the inputs
+(``read_inputs``, chosen by its ``input_suffixes``) and writes the outputs (``write_outputs``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import math
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -32,13 +33,9 @@ import torch
 from torch import Tensor
 
 from lzn_lightning.inference import LZNInference
+from lzn_lightning.user_files import InputError, load_images, npz_columns
 
-# Why: pixel values written by float32 code can overshoot [-1, 1] by rounding; anything beyond is a scaling bug.
-_RANGE_TOLERANCE = 1e-3
-
-
-class InputError(ValueError):
-    """A user mistake that the CLI reports in one line."""
+__all__ = ["InputError", "build_parser", "fail", "load_images", "run_inference_command"]
 
 
 def fail(name: str, message: str) -> NoReturn:
@@ -125,111 +122,51 @@ def _device(spec: str) -> torch.device:
     return device
 
 
-def _image_spec(model: Any) -> tuple[int, int]:
-    m = model.modality(LZNInference(model).source_field())
-    return int(getattr(m, "channels", 0)), int(getattr(m, "size", 0))
+def _encoder_fields(model: Any) -> list[str]:
+    """The fields that take user data: the encoded field first, then the other instance fields that encode."""
+    encoded = LZNInference(model).source_field()
+    others = [
+        f
+        for f in model.field_map
+        if f != encoded and model.modality(f).kind == "instance" and model.modality(f).has_encoder
+    ]
+    return [encoded, *others]
 
 
-def load_images(path: str | Path, channels: int, size: int) -> tuple[Tensor, list[str] | None]:
-    """Images [N, C, H, W] in [-1, 1] from a .npy or a folder, plus the file names for a folder.
-
-    Raises:
-        InputError: Missing input, wrong shape or range, no image files.
-    """
+def input_field(model: Any, path: str | Path) -> str:
+    """The field whose modality reads ``path`` (its ``input_suffixes``; ``"/"`` for a folder): the encoded
+    field first. A file no field reads goes to the encoded field, whose reader says what it takes."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"input {path} does not exist")
-    if path.is_dir():
-        return _load_folder(path, channels, size)
-    if path.suffix.lower() != ".npy":
-        raise InputError(f"input {path} must be a .npy file or a folder of images")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as err:
-        raise InputError(f"cannot read {path} as .npy ({err})") from None
-    if array.ndim == 3 and channels == 1:
-        array = array[:, None]  # [N, H, W] -> [N, 1, H, W]
-    expected = f"[N, {channels}, {size}, {size}]"
-    if array.ndim != 4 or array.shape[1:] != (channels, size, size):
-        hint = (
-            " (channels last? use array.transpose(0, 3, 1, 2))"
-            if array.ndim == 4 and array.shape[-1] == channels
-            else ""
-        )
-        raise InputError(
-            f"{path} holds an array of shape {list(array.shape)}; this model takes images {expected}{hint}"
-        )
-    if not np.issubdtype(array.dtype, np.number) or array.size == 0:
-        raise InputError(
-            f"{path} must hold a non-empty numeric array, got dtype {array.dtype}, size {array.size}"
-        )
-    lo, hi = float(array.min()), float(array.max())
-    if lo < -1 - _RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE or not math.isfinite(lo + hi):
-        raise InputError(
-            f"{path} has values in [{lo:.3g}, {hi:.3g}]; images must be in [-1, 1] (uint8: x / 127.5 - 1)"
-        )
-    return torch.from_numpy(array.astype(np.float32)).clamp(-1, 1), None
-
-
-def _load_folder(folder: Path, channels: int, size: int) -> tuple[Tensor, list[str]]:
-    from PIL import Image
-    from torchvision.transforms.v2 import functional as F
-
-    from lzn_lightning.data.files import list_images
-
-    files = list_images(folder)
-    if not files:
-        raise InputError(f"no image files under {folder}")
-    if channels not in (1, 3):
-        raise InputError(f"folder input needs a 1- or 3-channel model, this one has {channels} channels")
-    images = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("L" if channels == 1 else "RGB")
-                x = F.pil_to_tensor(im)  # [C, h, w] uint8
-        except Exception as err:
-            raise InputError(f"cannot read image {f} ({err})") from None
-        if tuple(x.shape[1:]) != (size, size):
-            x = F.center_crop(F.resize(x, size, antialias=True), [size, size])  # shorter side, then centre
-        images.append(x.float() / 127.5 - 1.0)
-    return torch.stack(images), [str(f.relative_to(folder)) for f in files]
+    suffix = "/" if path.is_dir() else path.suffix.lower()
+    fields = _encoder_fields(model)
+    for field in fields:
+        if suffix in model.modality(field).input_suffixes:
+            return field
+    if suffix == ".txt":
+        if not path.is_file():
+            raise InputError(f"input {path} does not exist")
+        text_field(model)  # says the model takes no text
+    return fields[0]
 
 
 def text_field(model: Any) -> str:
-    """The field of the model's text modality (one with ``tokenize``)."""
+    """The field of the model's text modality: the first whose modality reads ``.txt`` files."""
     for field in model.field_map:
-        if hasattr(model.modality(field), "tokenize"):
+        if ".txt" in model.modality(field).input_suffixes:
             return field
     raise InputError("this model has no text modality, so it takes no text (see recipes/digits_caption.yaml)")
 
 
-def load_texts(path: str | Path, model: Any) -> tuple[str, Tensor, list[str]]:
-    """``(text field, token ids [N, L], lines)`` of a UTF-8 text file with one text per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input {path} does not exist")
-    field = text_field(model)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path} is not UTF-8 text ({err.reason})") from None
-    while lines and not lines[-1].strip():
-        lines.pop()  # a trailing newline is not a text
-    if not lines:
-        raise InputError(f"{path} holds no text")
-    modality = model.modality(field)
-    rows = []
-    for n, line in enumerate(lines, start=1):
-        try:
-            rows.append(modality.tokenize([line]))
-        except ValueError as err:
-            raise InputError(f"{path} line {n}: {str(err).replace('text 0 ', 'the text ')}") from None
-    return field, torch.cat(rows), lines
-
-
-def _is_text(path: str) -> bool:
-    return Path(path).suffix.lower() == ".txt"
+def _decode_options(model: Any, target: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The sampler options of the command line that the target modality's ``decode`` takes by name
+    (``steps`` / ``method`` for images, ``temperature`` for text)."""
+    given = {
+        "steps": getattr(args, "steps", None),
+        "method": getattr(args, "method", None),
+        "temperature": getattr(args, "temperature", None),
+    }
+    accepted = inspect.signature(model.modality(target).decode).parameters
+    return {name: value for name, value in given.items() if name in accepted}
 
 
 # --------------------------------------------------------------------------------------------------- outputs
@@ -257,72 +194,50 @@ def _parse_labels(text: str | None, num: int) -> Tensor | None:
 # --------------------------------------------------------------------------------------------------- commands
 def _captions(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
-    _check_out(out, (".csv", ".txt"), args.overwrite)
     field = text_field(model)
-    images, files = load_images(args.images, *_image_spec(model))
+    target = model.modality(field)
+    _check_out(out, target.output_suffixes, args.overwrite)
     image_field = LZNInference(model).source_field()
+    images, columns = model.modality(image_field).read_inputs(args.images)
     # Zone centres (noise 0): a caption describes the image, not a random point of its zone.
     captions = model.generate(
         condition={image_field: images}, target=field, noise_scale=_noise(args, 0.0),
-        batch_size=args.batch_size, seed=args.seed, temperature=args.temperature,
+        batch_size=args.batch_size, seed=args.seed, **_decode_options(model, field, args),
     )  # fmt: skip
-    _write_texts(out, captions, "caption", {"file": files} if files else {})
-    return f"wrote {len(captions)} captions to {out}"
-
-
-def _write_texts(out: Path, texts: list[str], name: str, columns: dict[str, list[Any]]) -> None:
-    """One text per line (.txt), or a CSV: index, the other ``columns``, then the texts under ``name``."""
-    if out.suffix.lower() == ".txt":
-        out.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-        return
-    with out.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["index", *columns, name])
-        w.writerows([i, *(values[i] for values in columns.values()), t] for i, t in enumerate(texts))
+    return f"wrote {target.write_outputs(captions, out, columns, name='caption')} to {out}"
 
 
 def _sample(model: Any, args: argparse.Namespace) -> str:
-    from torchvision.utils import save_image
-
     if (args.prompts is not None) + (args.images is not None) + (args.num is not None) != 1:
         raise InputError("give exactly one of --num (with optional --labels), --prompts or --images")
     if args.images is not None:
         return _captions(model, args)
     out = Path(args.out)
-    if args.num is not None and _writes_text(model):
-        return _sample_texts(model, args, out)
-    _check_out(out, (".png", ".jpg", ".npz", ".npy"), args.overwrite)
+    target = LZNInference(model).decoder_field()
+    writer = model.modality(target)
+    _check_out(out, writer.output_suffixes, args.overwrite)
+    options = _decode_options(model, target, args)
     if args.prompts is not None:
-        field, tokens, lines = load_texts(args.prompts, model)
-        # Zone centres (noise 0), as for captions: the image a prompt's zone stands for.
-        images = model.generate(
-            condition={field: tokens}, noise_scale=_noise(args, 0.0), batch_size=args.batch_size,
-            seed=args.seed, steps=args.steps, method=args.method,
+        field = text_field(model)
+        tokens, _ = model.modality(field).read_inputs(args.prompts)
+        # Zone centres (noise 0), as for captions: the item a prompt's zone stands for.
+        outputs = model.generate(
+            condition={field: tokens}, target=target, noise_scale=_noise(args, 0.0),
+            batch_size=args.batch_size, seed=args.seed, **options,
         )  # fmt: skip
-        labels, args.num = None, len(lines)
+        labels = None
     else:
         if args.num < 1:
             raise InputError(f"--num must be >= 1, got {args.num}")
         labels = _parse_labels(args.labels, args.num)
-        images = model.generate(
-            args.num,
-            labels=labels,
-            noise_scale=_noise(args, 1.0),
-            batch_size=args.batch_size,
-            steps=args.steps,
-            method=args.method,
-            seed=args.seed,
-        )  # [N, C, H, W] in [-1, 1]
-    if out.suffix.lower() in (".png", ".jpg"):
-        distinct = len(set(args.labels.split(","))) if args.labels else 0
-        nrow = args.nrow or (distinct if 0 < distinct <= args.num else math.ceil(math.sqrt(args.num)))
-        save_image((images + 1) / 2, out, nrow=nrow, padding=1, pad_value=1.0)
-    elif out.suffix.lower() == ".npz":
-        extra = {"labels": labels.numpy()} if labels is not None else {}
-        np.savez(out, images=images.numpy(), **extra)
-    else:
-        np.save(out, images.numpy())
-    return f"wrote {args.num} samples {list(images.shape[1:])} to {out}"
+        outputs = model.generate(
+            args.num, labels=labels, noise_scale=_noise(args, 1.0), batch_size=args.batch_size,
+            seed=args.seed, **options,
+        )  # fmt: skip
+    distinct = len(set(args.labels.split(","))) if args.labels else 0
+    nrow = args.nrow or (distinct if 0 < distinct <= len(outputs) else None)  # one row per label
+    columns = {"label": labels.tolist()} if labels is not None else {}
+    return f"wrote {writer.write_outputs(outputs, out, columns, nrow=nrow)} to {out}"
 
 
 def _noise(args: argparse.Namespace, default: float) -> float:
@@ -331,34 +246,11 @@ def _noise(args: argparse.Namespace, default: float) -> float:
     return default if args.noise_scale is None else args.noise_scale
 
 
-def _writes_text(model: Any) -> bool:
-    """Whether the model's decoder (``generate``'s default target) is a text modality."""
-    return hasattr(model.modality(LZNInference(model).decoder_field()), "tokenize")
-
-
-def _sample_texts(model: Any, args: argparse.Namespace, out: Path) -> str:
-    """``lzn sample --num N [--labels ...]`` on a model that writes text: a line per text (.txt) or a CSV."""
-    _check_out(out, (".txt", ".csv"), args.overwrite)
-    if args.num < 1:
-        raise InputError(f"--num must be >= 1, got {args.num}")
-    labels = _parse_labels(args.labels, args.num)
-    texts = model.generate(
-        args.num, labels=labels, noise_scale=_noise(args, 1.0), batch_size=args.batch_size, seed=args.seed,
-        temperature=args.temperature,
-    )  # fmt: skip
-    _write_texts(out, texts, "text", {"label": labels.tolist()} if labels is not None else {})
-    return f"wrote {len(texts)} texts to {out}"
-
-
 def _classify(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
     _check_out(out, (".csv", ".npy"), args.overwrite)
-    if _is_text(args.input):
-        field, data, lines = load_texts(args.input, model)
-        files = None
-    else:
-        field = LZNInference(model).source_field()
-        data, files = load_images(args.input, *_image_spec(model))
+    field = input_field(model, args.input)
+    data, columns = model.modality(field).read_inputs(args.input)
     if model.anchor_bank_of(field) is None and args.context != "batch":
         print(
             f"lzn classify: note: {args.ckpt_path} has no anchor bank of {field!r}, so each item is "
@@ -370,49 +262,24 @@ def _classify(model: Any, args: argparse.Namespace) -> str:
         data, field=field, context=args.context, noise_scale=args.noise_scale, batch_size=args.batch_size,
         seed=args.seed,
     ).numpy()  # fmt: skip
-    if _is_text(args.input):
-        return _write_text_labels(out, lines, preds)
     if out.suffix.lower() == ".npy":
         np.save(out, preds)
     else:
         with out.open("w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["index", "file", "label"] if files else ["index", "label"])
-            for i, label in enumerate(preds):
-                w.writerow([i, files[i], int(label)] if files else [i, int(label)])
+            w.writerow(["index", *columns, "label"])
+            w.writerows([i, *(values[i] for values in columns.values()), int(y)] for i, y in enumerate(preds))
     return f"wrote {len(preds)} labels to {out}"
-
-
-def _write_text_labels(out: Path, lines: list[str], preds: Any) -> str:
-    if out.suffix.lower() == ".npy":
-        np.save(out, preds)
-    else:
-        with out.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["index", "text", "label"])
-            w.writerows([i, line, int(y)] for i, (line, y) in enumerate(zip(lines, preds, strict=True)))
-    return f"wrote {len(preds)} labels to {out}"
-
-
-def _embed_texts(model: Any, args: argparse.Namespace, out: Path) -> str:
-    field, tokens, lines = load_texts(args.input, model)
-    emb = model.embed(tokens, field=field, batch_size=args.batch_size).numpy()
-    if out.suffix.lower() == ".npz":
-        np.savez(out, embeddings=emb, texts=np.array(lines))
-    else:
-        np.save(out, emb)
-    return f"wrote embeddings {list(emb.shape)} to {out}"
 
 
 def _embed(model: Any, args: argparse.Namespace) -> str:
     out = Path(args.out)
     _check_out(out, (".npy", ".npz"), args.overwrite)
-    if _is_text(args.input):
-        return _embed_texts(model, args, out)
-    images, files = load_images(args.input, *_image_spec(model))
-    emb = model.embed(images, batch_size=args.batch_size).numpy()
+    field = input_field(model, args.input)
+    data, columns = model.modality(field).read_inputs(args.input)
+    emb = model.embed(data, field=field, batch_size=args.batch_size).numpy()
     if out.suffix.lower() == ".npz":
-        np.savez(out, embeddings=emb, **({"files": np.array(files)} if files else {}))
+        np.savez(out, embeddings=emb, **npz_columns(columns))
     else:
         np.save(out, emb)
     return f"wrote embeddings {list(emb.shape)} to {out}"

@@ -9,7 +9,14 @@ back to data. Two kinds exist:
 
 Subclasses take only plain, typed hyperparameters in ``__init__`` (they are recorded automatically, so
 :meth:`spec` can rebuild the module and checkpoints never pickle modules), and create every parameter that
-depends on the latent size in :meth:`build`, which the LZN module calls exactly once.
+depends on the latent size in :meth:`build`, which the LZN module calls exactly once, then checks the
+contract (:meth:`check_contract`): a hook the modality's kind needs and the subclass lacks fails there, with
+its name.
+
+Everything the core reads of a modality is declared here, with a default: ``kind``, ``has_encoder``,
+``has_decoder``, ``decoder_classes``, ``num_classes``, ``sample_steps``, the data hooks (``encode``,
+``anchor_table``, ``latent``, ``decode``, ...), and what users' files hold for the ``lzn sample | classify |
+embed`` commands (``input_suffixes`` / :meth:`read_inputs`, ``output_suffixes`` / :meth:`write_outputs`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -26,12 +34,32 @@ from torch import Tensor, nn
 class Modality(nn.Module):
     """Base class of every data type plug-in.
 
-    Subclass it, implement ``build`` plus ``encode`` (instance) or ``anchor_table`` (categorical), and, if the
-    type can be generated, ``decoder_loss`` and ``decode``. ``example_batch`` makes synthetic data of the right
-    shape for tests, docs and the synthetic datamodule.
+    Subclass it, implement ``build`` plus ``encode`` (instance) or ``anchor_table``, ``latent`` and
+    ``decode`` (categorical), and, if the type can be generated, ``decoder_loss`` and ``decode``.
+    ``example_batch`` makes synthetic data of the right shape for tests, docs and the synthetic datamodule;
+    ``read_inputs`` / ``write_outputs`` read and write users' files for the inference commands.
     """
 
     kind: ClassVar[str] = "instance"
+    """``"instance"`` (each item is its own anchor: :meth:`encode`) or ``"categorical"`` (a table of class
+    anchors: :meth:`anchor_table`, :meth:`latent`)."""
+
+    num_classes: int = 0
+    """Classes K: the zones of a categorical modality (its anchor table's rows), or the classes an instance
+    modality's decoder may be conditioned on; 0 when it knows no classes."""
+
+    sample_steps: int | None = None
+    """Default solver steps of :meth:`decode` (e.g. the RF sampler of images), reported by the evaluation
+    callbacks; None when decoding has no steps."""
+
+    input_suffixes: ClassVar[tuple[str, ...]] = ()
+    """The user files :meth:`read_inputs` reads: lower-case suffixes with the dot (``".txt"``), ``"/"`` for a
+    folder. Empty: the inference commands take no files of this data type."""
+
+    output_suffixes: ClassVar[tuple[str, ...]] = ()
+    """The files :meth:`write_outputs` writes (lower-case suffixes with the dot), in the order a message
+    lists them. Empty: the inference commands write no files of this data type."""
+
     init_args: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -101,6 +129,11 @@ class Modality(nn.Module):
         """The [K, d] table of anchors (categorical modalities)."""
         raise NotImplementedError(f"{type(self).__name__} is {self.kind!r} and has no anchor_table()")
 
+    def latent(self, labels: Tensor, noise: Tensor) -> Tensor:
+        """Latents [B, d] of class indices [B] inside their zones: the forward label flow from each class's
+        anchor with prior ``noise`` [B, d] (categorical modalities; label -> data generation)."""
+        raise NotImplementedError(f"{type(self).__name__} is {self.kind!r} and has no latent() flow")
+
     def embed(self, x: Tensor) -> Tensor:
         """The representation used for downstream tasks; defaults to the anchors."""
         return self.encode(x)
@@ -119,6 +152,71 @@ class Modality(nn.Module):
     def present(self, decoded: Tensor) -> Any:
         """What a user gets from a decoded batch (``generate``'s output); default the tensor itself."""
         return decoded
+
+    # ----------------------------------------------------------------------------------------- user files
+    def read_inputs(self, path: str | Path) -> tuple[Tensor, dict[str, list[str]]]:
+        """The batch a user's file holds (one of ``input_suffixes``), for ``lzn classify | embed | sample``.
+
+        Args:
+            path: The file (or folder) named on the command line.
+
+        Returns:
+            The batch in what :meth:`prepare` takes (e.g. images [N, C, H, W] in [-1, 1], token ids), and
+            per-item columns the commands add to their outputs, named in the singular (e.g.
+            ``{"file": [...]}`` for a folder of images, ``{"text": [...]}`` for lines of text; ``{}``: none).
+
+        Raises:
+            ValueError: A one-line message when the file cannot be read as this data type.
+        """
+        raise ValueError(f"{type(self).__name__} reads no input files (it declares no input_suffixes)")
+
+    def write_outputs(
+        self, outputs: Any, path: str | Path, columns: dict[str, Any] | None = None, **options: Any
+    ) -> str:
+        """Write what ``generate`` returned for this modality (its :meth:`present` output) to ``path``.
+
+        Args:
+            outputs: The generated items.
+            path: The file to write, ending in one of ``output_suffixes``.
+            columns: Per-item values to write along, named in the singular (e.g. ``{"label": labels}``).
+            **options: Writer options (e.g. ``nrow`` of an image grid, ``name`` of a text column); options a
+                modality does not use are ignored.
+
+        Returns:
+            What was written, for the command's message (e.g. ``"10 texts"``).
+        """
+        raise ValueError(f"{type(self).__name__} writes no output files (it declares no output_suffixes)")
+
+    # -------------------------------------------------------------------------------------------- checks
+    def check_contract(self, name: str) -> None:
+        """Raise a TypeError naming every hook this modality's ``kind`` needs and its class lacks.
+
+        Called by the LZN module right after :meth:`build`, so a new data type fails at construction with
+        the list of what to implement rather than in the middle of training or inference.
+
+        Args:
+            name: The modality's key in ``model.modalities`` (for the message).
+        """
+        if self.kind not in ("instance", "categorical"):
+            raise TypeError(f"modality {name!r}: kind must be 'instance' or 'categorical', got {self.kind!r}")
+        needed = {
+            "instance": ["encode"] if self.has_encoder else [],
+            "categorical": ["anchor_table", "latent", "decode"],
+        }[self.kind]
+        if self.has_decoder:
+            needed += ["decoder_loss", "decode"]
+        if self.input_suffixes:
+            needed.append("read_inputs")
+        if self.output_suffixes:
+            needed.append("write_outputs")
+        cls = type(self)
+        missing = sorted({hook for hook in needed if getattr(cls, hook) is getattr(Modality, hook)})
+        if missing:
+            what = ", ".join(f"{hook}()" for hook in missing)
+            raise TypeError(
+                f"modality {name!r}: {cls.__name__} (kind {self.kind!r}, has_encoder={self.has_encoder}, "
+                f"has_decoder={self.has_decoder}) must implement {what}; see lzn_lightning.Modality"
+            )
 
     def check_field(self, x: Tensor, name: str) -> None:
         """Raise a clear ValueError when a batch field does not fit this modality. Override to add checks."""

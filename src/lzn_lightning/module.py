@@ -112,8 +112,9 @@ class LZNLightningModule(pl.LightningModule):
         if not modalities:
             raise ValueError("model.modalities is empty: register at least one Modality")
         built = {name: Modality.from_spec(spec) for name, spec in modalities.items()}
-        for modality in built.values():
+        for name, modality in built.items():
             modality.build(latent_dim)
+            modality.check_contract(name)
         self.modalities = nn.ModuleDict(built)
         self.latent_dim = latent_dim
         self.field_map: dict[str, str] = {name: name for name in built} | dict(fields or {})

@@ -1,13 +1,16 @@
 """A complete new data type in one file: fixed-length feature vectors (tabular rows, audio features, ...).
 
 This is the README's "add a data type" example, and it is tested (tests/integration/test_plugin_example.py):
-an MLP encoder to anchors, an MLP decoder from latents trained with a squared-error loss.
+an MLP encoder to anchors, an MLP decoder from latents trained with a squared-error loss, and ``.npy`` files
+for the ``lzn classify | embed | sample`` commands.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -33,9 +36,13 @@ class VectorModality(Modality):
     def build(self, latent_dim: int) -> None:
         """Create the networks once the shared latent size is known."""
         super().build(latent_dim)
-        self.encoder = nn.Sequential(nn.Linear(self.features, self.hidden), nn.SiLU(), nn.Linear(self.hidden, latent_dim))
+        self.encoder = nn.Sequential(
+            nn.Linear(self.features, self.hidden), nn.SiLU(), nn.Linear(self.hidden, latent_dim)
+        )
         self.decoder = (
-            nn.Sequential(nn.Linear(latent_dim, self.hidden), nn.SiLU(), nn.Linear(self.hidden, self.features))
+            nn.Sequential(
+                nn.Linear(latent_dim, self.hidden), nn.SiLU(), nn.Linear(self.hidden, self.features)
+            )
             if self.want_decoder
             else None
         )
@@ -43,7 +50,9 @@ class VectorModality(Modality):
     def check_field(self, x: Tensor, name: str) -> None:
         """Vectors must be float [B, features]."""
         if x.dim() != 2 or x.shape[1] != self.features or not x.is_floating_point():
-            raise ValueError(f"field {name!r}: expected float [B, {self.features}], got {x.dtype} {tuple(x.shape)}")
+            raise ValueError(
+                f"field {name!r}: expected float [B, {self.features}], got {x.dtype} {tuple(x.shape)}"
+            )
 
     def encode(self, x: Tensor) -> Tensor:
         """Anchors [B, d]."""
@@ -66,6 +75,20 @@ class VectorModality(Modality):
     def param_groups(self) -> list[dict[str, Any]]:
         """One ``mlp`` group at ``lr``."""
         return [{"name": "mlp", "params": [p for p in self.parameters() if p.requires_grad], "lr": self.lr}]
+
+    input_suffixes = (".npy",)  # what `lzn classify | embed --input` reads
+    output_suffixes = (".npy",)  # what `lzn sample --out` writes
+
+    def read_inputs(self, path: str | Path) -> tuple[Tensor, dict[str, list[str]]]:
+        """Vectors [N, features] from a ``.npy`` of floats; no per-item columns."""
+        x = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+        self.check_field(x, "input")
+        return x, {}
+
+    def write_outputs(self, outputs: Tensor, path: str | Path, columns: Any = None, **options: Any) -> str:
+        """Generated vectors [N, features] as a ``.npy``."""
+        np.save(path, outputs.numpy())
+        return f"{len(outputs)} vectors"
 
     def example_batch(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
         """Standard-normal vectors."""

@@ -164,7 +164,7 @@ class FID(EvalCallback):
         n = len(real) if conditional else self.num_samples
         fake = m.generate(n, labels=gen_labels, steps=self.steps, seed=self.seed, progress=False)
         fid = frechet_distance(real_feats, features_of(self._net, fake))
-        steps = self.steps or getattr(m.modality(LZNInference(m).decoder_field()), "sample_steps", "?")
+        steps = self.steps or m.modality(LZNInference(m).decoder_field()).sample_steps or "?"
         what = (
             f"clean-fid frechet_distance; features: {self._net_what}; {len(fake)} generated "
             f"({'with the real images labels' if conditional else 'unconditional'}, EMA weights, Euler {steps} "

@@ -58,7 +58,7 @@ class ReconstructionL2(EvalCallback):
             m, images, self.repeats, self.seed, labels=labels, context=self.context, steps=self.steps
         )
         dec = m.modality(LZNInference(m).decoder_field())
-        steps = self.steps or getattr(dec, "sample_steps", "?")
+        steps = self.steps or dec.sample_steps or "?"
         what = (
             f"{len(images)} {self.split} images, latents in one field of all of them ({self.context} context), "
             f"{getattr(dec, 'sample_method', 'euler')} {steps} steps inversion + decoding, {self.repeats} noise "

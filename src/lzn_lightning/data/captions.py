@@ -93,12 +93,16 @@ class CaptionedDataset(Dataset):
 
 
 class _Captioned:
-    """Mixin for in-memory digit datamodules: every split also carries templated captions as ``text``."""
+    """Mixin for in-memory digit datamodules: every split also carries templated captions as ``text``.
 
-    text_alphabet: str
-    text_max_len: int
+    Args:
+        text_alphabet: Characters of the text modality (must equal its ``alphabet``).
+        text_max_len: Tokens per caption (must equal the text modality's ``max_len``).
+        **kwargs: The arguments of the image datamodule it is mixed into.
+    """
 
-    def _setup_text(self, text_alphabet: str, text_max_len: int) -> None:
+    def __init__(self, text_alphabet: str = DEFAULT_ALPHABET, text_max_len: int = 48, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.text_alphabet, self.text_max_len = text_alphabet, text_max_len
 
     def datasets_from(self, images: Tensor, labels: Tensor) -> tuple[Dataset, Dataset, Dataset]:
@@ -123,10 +127,6 @@ class CaptionedDigitsDataModule(_Captioned, DigitsDataModule):
 
     name = "digits+captions"
 
-    def __init__(self, text_alphabet: str = DEFAULT_ALPHABET, text_max_len: int = 48, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._setup_text(text_alphabet, text_max_len)
-
 
 class CaptionedMNIST5kDataModule(_Captioned, MNIST5kDataModule):
     """MNIST-5k with templated captions: batches ``{image, label, text}``.
@@ -138,7 +138,3 @@ class CaptionedMNIST5kDataModule(_Captioned, MNIST5kDataModule):
     """
 
     name = "mnist5k+captions"
-
-    def __init__(self, text_alphabet: str = DEFAULT_ALPHABET, text_max_len: int = 48, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._setup_text(text_alphabet, text_max_len)
