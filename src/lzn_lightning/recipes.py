@@ -54,11 +54,19 @@ class RecipeRun:
 
 
 def override_args(overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:
-    """``lzn fit`` arguments from overrides: a list is taken as it is (``["--config", "x.yaml", "--a.b=1"]``),
-    a mapping of dotted keys becomes ``--key=value`` with the value written as JSON (which YAML reads back)."""
+    """``lzn fit`` arguments from overrides.
+
+    A list is taken as it is (``["--config", "x.yaml", "--a.b=1"]``); a mapping of dotted keys becomes
+    ``--key=value`` arguments, a string value as it is (the parser reads it as ``lzn fit`` would: a path stays
+    a string), any other value written as JSON (which the parser reads back as YAML).
+    """
     if isinstance(overrides, Mapping):
-        return [f"--{key}={json.dumps(value)}" for key, value in overrides.items()]
+        return [f"--{key}={_arg(value)}" for key, value in overrides.items()]
     return [str(a) for a in overrides]
+
+
+def _arg(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def build_run(

@@ -79,7 +79,10 @@ def test_recipe_smoke_run_and_checkpoint_round_trip(recipe: Path, tmp_path: Path
             torch.testing.assert_close(loaded.modalities[name].encode(x), modality.encode(x))
 
 
-OVERLAYS = sorted((ROOT / "benchmarks" / "configs").glob("*.yaml"))
+# Overlays of the benchmarks (baselines, synthetic data) and of the experiments behind docs/notes.
+OVERLAYS = sorted(
+    [*(ROOT / "benchmarks" / "overlays").glob("*.yaml"), *(ROOT / "experiments" / "configs").glob("*.yaml")]
+)
 
 
 def _overlay_chain(overlay: Path) -> list[Path]:
