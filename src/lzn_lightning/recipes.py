@@ -20,16 +20,16 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from pydoc import locate
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 
 from lzn_lightning.cli import LZNCLI
 from lzn_lightning.data import LZNDataModule
 from lzn_lightning.module import LZNLightningModule
-
-CHECKPOINT_CALLBACK = "lightning.pytorch.callbacks.ModelCheckpoint"
 
 
 @dataclass
@@ -98,8 +98,10 @@ def build_run(
         logger: False: no logger (True: Lightning's default logger).
         progress_bar: ``trainer.enable_progress_bar``.
         model_summary: ``trainer.enable_model_summary``.
-        validation: False: no validation loop (and so no validation-time callback runs), no sanity check.
-        checkpoints: False: no checkpoint is written (the recipe's ``ModelCheckpoint`` callbacks are dropped).
+        validation: False: no validation loop (so no validation-time callback runs) and no sanity check; True
+            or None: the recipe's.
+        checkpoints: False: no checkpoint is written (the recipe's ``ModelCheckpoint`` callbacks, subclasses
+            too, are dropped).
         recipe_callbacks: False: drop every callback of the recipe's ``trainer.callbacks``.
         callbacks: Callback objects added after the recipe's.
 
@@ -155,7 +157,7 @@ class _CallbackFilter:
     checkpoints: bool
 
     def __call__(self, class_path: str) -> bool:
-        return self.recipe and (self.checkpoints or class_path != CHECKPOINT_CALLBACK)
+        return self.recipe and (self.checkpoints or not issubclass(locate(class_path), ModelCheckpoint))
 
 
 class _RunCLI(LZNCLI):
