@@ -185,7 +185,9 @@ def test_log_window_averages_a_step_window_per_run_and_per_group(tmp_path: Path,
         path = tmp_path / f"{name}.csv"
         v = values.split(",")
         # logged at steps 24, 49, 74 (1-based 25, 50, 75); one row without the metric (a validation row)
-        path.write_text(f"epoch,step,train/grad_norm,val/x\n0,24,{v[0]},\n0,49,{v[1]},\n0,49,,0.5\n0,74,{v[2]},\n")
+        path.write_text(
+            f"epoch,step,train/grad_norm,val/x\n0,24,{v[0]},\n0,49,{v[1]},\n0,49,,0.5\n0,74,{v[2]},\n"
+        )
         runs.append(path)
     argv = ["log_window.py", "--steps", "25:50", "--metric", "train/grad_norm", "--groups",
             f"a, seed 0={runs[0]}", f"a, seed 1={runs[1]}", f"b, seed 0={runs[2]}"]  # fmt: skip
