@@ -24,8 +24,8 @@ test-ddp:
 	$(BIN)/pytest -m ddp -q
 
 lint:
-	$(BIN)/ruff check src modalities tests benchmarks
-	$(BIN)/ruff format --check src modalities tests benchmarks
+	$(BIN)/ruff check src modalities tests benchmarks experiments
+	$(BIN)/ruff format --check src modalities tests benchmarks experiments
 
 bench:  ## speed/memory of the latent ops vs a materialising implementation -> docs/performance.md
 	$(BIN)/python benchmarks/latent_ops.py --out docs/performance.md

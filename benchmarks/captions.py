@@ -20,7 +20,6 @@ split, all of it as one batch (the recipe's ``eval_batch_size``):
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import time
 from pathlib import Path
@@ -28,21 +27,13 @@ from typing import Any
 
 import quality
 import torch
-import yaml
 from torch import Tensor
 
 from lzn_lightning.baselines import infonce_logits
 from lzn_lightning.callbacks.classifier import predict
 from lzn_lightning.crossmodal import retrieve, translate
-from lzn_lightning.data import CaptionedDigitsDataModule, CaptionedMNIST5kDataModule
 from lzn_lightning.data.captions import DIGIT_WORDS
 
-quality.DATA.update(
-    {
-        "CaptionedDigitsDataModule": CaptionedDigitsDataModule,
-        "CaptionedMNIST5kDataModule": CaptionedMNIST5kDataModule,
-    }
-)
 SLOTS = (("thin", "bold"), ("narrow", "wide"), ("slanted left", "slanted right"))
 
 
@@ -55,20 +46,12 @@ def meaning(caption: str) -> tuple[int | None, ...]:
     return (digit, *attrs)
 
 
-def infonce_cfg(model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The same encoders with InfoNCE both ways on the anchors: no decoders, no latent flow."""
-    cfg = copy.deepcopy(model_cfg)
-    cfg["decode"] = []
-    cfg["align"] = [{"source": a["source"], "target": a["target"], "form": "infonce"} for a in cfg["align"]]
-    return cfg
-
-
 class CaptionScore:
     """The test split, its captions' meanings and one CNN judge, shared by every method and seed."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        self.judge = quality.CNNJudge(cfg)
-        data = quality.build_data(cfg)
+    def __init__(self, recipe: quality.Recipe) -> None:
+        self.judge = quality.CNNJudge(recipe)
+        data = recipe.data()
         test = data.test_dataset
         self.images, self.labels = self.judge.test
         self.tokens = torch.stack([test[i]["text"] for i in range(len(test))])  # [N, max_len]
@@ -116,16 +99,16 @@ def main() -> None:
     p.add_argument("--log", action="store_true", help="keep each fit's metrics.csv under --root")
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
-    cfg = yaml.safe_load(args.recipe.read_text())
-    steps = args.steps or cfg["trainer"]["max_steps"]
+    recipe = quality.Recipe(args.recipe)
+    steps = args.steps or recipe.max_steps()
     start = time.perf_counter()
-    score = CaptionScore(cfg)
+    score = CaptionScore(recipe)
     methods = {
-        "LZN image <-> text (recipe)": cfg["model"],
-        "InfoNCE both ways, same encoders": infonce_cfg(cfg["model"]),
+        "LZN image <-> text (recipe)": [],
+        "InfoNCE both ways, same encoders": [quality.OVERLAYS / "caption_infonce.yaml"],
     }
     result = quality.new_result("caption", args.recipe, steps, start, score, methods)
-    quality.run_methods(cfg, methods, range(args.seeds), score, result, args, steps)
+    quality.run_methods(recipe, methods, range(args.seeds), score, result, args, steps)
 
 
 if __name__ == "__main__":

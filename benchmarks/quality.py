@@ -1,12 +1,12 @@
-"""Side-by-side quality of LZN and its baselines at CPU scale, same code and budget (the paper's three claims).
+"""Side-by-side quality of LZN and its baselines at CPU scale, same code and budget (the paper's 3 claims).
 
-Every method of a part is built from the same recipe (same networks, steps, batch, learning rates, data split)
-and trained ``--seeds`` times from scratch; only the objective differs.
+Every method of a part is built from the same recipe (same networks, steps, batch, learning rates, data
+split) and trained ``--seeds`` times from scratch; only the objective differs.
 
-Part ``joint`` (claim 3): the joint recipe (RF decoder + label-zone alignment) against the supervised baseline on
-the same encoder (``align form: ce``: cross-entropy over the label anchors, no decoder, no flow). Scored on the
-held-out test split through ``model.classify`` (LZN: the default bank of all training images at zone centres;
-CE: nearest label anchor).
+Part ``joint`` (claim 3): the joint recipe (RF decoder + label-zone alignment) against the supervised baseline
+on the same encoder (``align form: ce``: cross-entropy over the label anchors, no decoder, no flow). Scored on
+the held-out test split through ``model.classify`` (LZN: the default bank of all training images at zone
+centres; CE: nearest label anchor).
 
 Part ``gen`` (claim 1): the generation recipe (RF + LZN: the U-Net decoder conditioned on the image's latent)
 against plain RF (the same U-Net with its latent input fixed to zeros, no encoder). Scored by
@@ -18,69 +18,95 @@ against plain RF (the same U-Net with its latent input fixed to zeros, no encode
   the reference's "Recon"), mean over 3 prior-noise draws;
 * PNG grids of seed 0's samples and reconstructions (``--img-prefix``).
 
-Part ``repr`` (claim 2): the representation recipe (two augmented views, view-1 latents must land in their own
-view-2 zone) against InfoNCE on the same views and encoder (``align form: infonce``) and against the same
-encoder at random initialisation. Scored by a linear probe (logistic regression) and a 20-NN vote on the frozen
-``embed`` features of the clean training images, tested on the clean test split.
+Part ``repr`` (claim 2): the representation recipe (two augmented views, view-1 latents must land in their
+own view-2 zone) against InfoNCE on the same views and encoder (``align form: infonce``) and against the same
+encoder at random initialisation. Scored by a linear probe (logistic regression) and a 20-NN vote on the
+frozen ``embed`` features of the clean training images, tested on the clean test split.
 
-    python benchmarks/quality.py --part joint --recipe recipes/digits_joint.yaml --seeds 3 --out-json docs/quality_joint_digits.json
-    python benchmarks/quality.py --part gen --recipe recipes/digits_gen.yaml --seeds 3 --out-json docs/quality_gen_digits.json --img-prefix docs/img/gen_digits
-    python benchmarks/quality.py --part repr --recipe recipes/digits_repr.yaml --seeds 3 --out-json docs/quality_repr_digits.json
+    python benchmarks/quality.py --part joint --recipe recipes/digits_joint.yaml --seeds 3 \
+        --out-json docs/quality_joint_digits.json
+    python benchmarks/quality.py --part gen --recipe recipes/digits_gen.yaml --seeds 3 \
+        --out-json docs/quality_gen_digits.json --img-prefix docs/img/gen_digits
+    python benchmarks/quality.py --part repr --recipe recipes/digits_repr.yaml --seeds 3 \
+        --out-json docs/quality_repr_digits.json
 
-``--set model.decoder_weight=0.1`` (any dotted recipe key) measures a variant; its LZN method is then named
-after the setting instead of "(recipe)" (baselines are built from the changed recipe too: pair it with
-``--only LZN`` to train the variant alone). ``--log`` keeps each fit's training log (metrics.csv) under
-``--root``.
+Every run is built as ``lzn fit`` builds it (:func:`lzn_lightning.recipes.build_run`: the recipe's data and
+trainer settings; validation, checkpoints and the recipe's callbacks off: the benchmark scores); a baseline is
+the recipe plus its overlay from ``benchmarks/overlays/``. Further arguments are ``lzn fit`` overrides and
+measure a variant, e.g. ``--model.decoder_weight=0.1`` or ``--config my_overlay.yaml``; its LZN method is then
+named after them instead of "(recipe)" (baselines get them too, before their overlay: pair them with
+``--only LZN`` to train the variant alone). ``--log`` keeps each fit's training log (metrics.csv) and config
+(config.yaml) under ``--root``.
 
-Prints a Markdown table (mean +- std over seeds, wall time per run) and writes every run to the JSON after each
-run, so an interrupted benchmark keeps what it measured.
+Prints a Markdown table (mean +- std over seeds, wall time per run) and writes every run to the JSON after
+each run, so an interrupted benchmark keeps what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-import lzn_lightning.modalities  # noqa: F401  (short class names in recipes)
 import torch
 import torch.nn.functional as F
-import yaml
-from lightning.pytorch.loggers import CSVLogger
 from quality_tables import METRICS, markdown_table
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks import AnchorBank
 from lzn_lightning.callbacks.base import dataset_tensors
 from lzn_lightning.callbacks.classifier import predict, train_classifier
 from lzn_lightning.callbacks.fid import features_of, frechet_distance
 from lzn_lightning.callbacks.probe import knn_accuracy, linear_probe_accuracy
-from lzn_lightning.data import DigitsDataModule, MNIST5kDataModule
 from lzn_lightning.inference import LZNInference, mean_reconstruction_l2
+from lzn_lightning.recipes import RecipeRun, build_run, override_args
 
-DATA = {"DigitsDataModule": DigitsDataModule, "MNIST5kDataModule": MNIST5kDataModule}
+OVERLAYS = Path(__file__).parent / "overlays"  # the baselines, as overlays on a recipe
 RECON_IMAGES = 256  # why 256: the recipes' batch, i.e. the field size the zones were trained with
 RECON_REPEATS = 3  # prior-noise draws averaged per reconstruction score
 GRID_UPSCALE = 4  # 8x8 digits are unreadable at 1:1 in a browser
 
 
 # ----------------------------------------------------------------------------------------- shared helpers
-def build_data(cfg: dict[str, Any], **overrides: Any) -> Any:
-    """The recipe's datamodule (``overrides`` replace init args), set up."""
-    data_cls = DATA[cfg["data"]["class_path"].rsplit(".", 1)[-1]]
-    data = data_cls(**{**cfg["data"]["init_args"], **overrides})
-    data.setup("fit")
-    data.setup("test")
-    return data
+@dataclass
+class Recipe:
+    """The recipe a benchmark trains: its file and the ``lzn fit`` overrides that make a variant of it."""
+
+    path: Path
+    overrides: list[str] = field(default_factory=list)
+
+    def run(
+        self, overlays: Sequence[Path] = (), more: dict[str, Any] | None = None, **settings: Any
+    ) -> RecipeRun:
+        """The run ``lzn fit --config <recipe> <overrides> --config <overlay> ... <more>`` builds, quiet: no
+        logger, validation, checkpoints or progress bar, none of the recipe's callbacks (the benchmark
+        scores).
+
+        ``more``: dotted keys set last (see ``override_args``); ``settings``: ``build_run`` keywords.
+        """
+        quiet = {"logger": False, "validation": False, "checkpoints": False, "progress_bar": False,
+                 "model_summary": False, "recipe_callbacks": False}  # fmt: skip
+        configs = [a for overlay in overlays for a in ("--config", str(overlay))]
+        args = [*self.overrides, *configs, *override_args(more or {})]
+        return build_run([self.path], args, **{**quiet, **settings})
+
+    def data(self, **init_args: Any) -> Any:
+        """The recipe's data module (``init_args`` replace some of its own), set up for fit and test."""
+        data = self.run(more={f"data.init_args.{k}": v for k, v in init_args.items()}).datamodule
+        data.setup("fit")
+        data.setup("test")
+        return data
+
+    def max_steps(self) -> int:
+        """The recipe's ``trainer.max_steps``."""
+        return self.run().trainer.max_steps
 
 
 def tensors(dataset: Any) -> tuple[Tensor, Tensor]:
@@ -92,44 +118,43 @@ def tensors(dataset: Any) -> tuple[Tensor, Tensor]:
 
 
 def fit(
-    cfg: dict[str, Any],
-    model_cfg: dict[str, Any],
+    recipe: Recipe,
+    overlays: Sequence[Path],
     seed: int,
     root: Path,
     steps: int,
     bank: bool,
     log_name: str | None = None,
 ) -> tuple[Any, float]:
-    """Train one model from scratch on the recipe's data; returns (model, fit seconds).
+    """Train one model from scratch: the recipe with ``overlays``; returns (model, fit seconds).
 
     ``bank``: store all training images as the anchor bank (the field ``model.classify`` uses by default).
-    ``log_name``: keep the training log (losses, per-group gradient norms, anchor and latent statistics) as
-    ``root/<log_name>/seed<seed>/metrics.csv``; None logs nothing.
+    ``log_name``: keep the training log (losses, per-group gradient norms, anchor and latent statistics) and
+    the run's config as ``root/<log_name>/seed<seed>/``; None logs nothing.
     """
-    model = untrained(model_cfg, seed)
-    logger = CSVLogger(root, name=log_name, version=f"seed{seed}") if log_name else False
-    trainer = pl.Trainer(
-        max_steps=steps, accelerator="cpu", precision="32-true", logger=logger, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-        default_root_dir=root, callbacks=[AnchorBank(num=10**9)] if bank else [],
-        log_every_n_steps=cfg["trainer"].get("log_every_n_steps", 50),
+    more: dict[str, Any] = {}
+    if log_name:
+        csv = {"save_dir": str(root), "name": log_name, "version": f"seed{seed}"}
+        more["trainer.logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": csv}
+    run = recipe.run(
+        overlays, more, seed=seed, max_steps=steps, root=root, logger=None if log_name else False,
+        callbacks=[AnchorBank(num=10**9)] if bank else [],
     )  # fmt: skip
     start = time.perf_counter()
     try:
-        trainer.fit(model, build_data(cfg))
+        run.fit()
     except FloatingPointError as err:  # the module gives up after 100 non-finite steps: a result, not a crash
-        raise Diverged(f"step {trainer.global_step}: {err}") from err
-    return model, time.perf_counter() - start
+        raise Diverged(f"step {run.trainer.global_step}: {err}") from err
+    return run.model, time.perf_counter() - start
 
 
 class Diverged(RuntimeError):
     """Training stopped on non-finite losses or gradients (the message names the step)."""
 
 
-def untrained(model_cfg: dict[str, Any], seed: int) -> Any:
-    """The model at its seeded random initialisation."""
-    pl.seed_everything(seed)
-    return LZNLightningModule(**{**model_cfg, "seed": seed})
+def untrained(recipe: Recipe, seed: int) -> Any:
+    """The recipe's model at its seeded random initialisation."""
+    return recipe.run(seed=seed).model
 
 
 class CNNJudge:
@@ -140,8 +165,8 @@ class CNNJudge:
     ``real`` (features of the training images).
     """
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        data = build_data(cfg)
+    def __init__(self, recipe: Recipe) -> None:
+        data = recipe.data()
         self.train = tensors(data.train_dataset)
         self.test = tensors(data.test_dataset)
         trained = train_classifier(*self.train, int(self.train[1].max()) + 1, self.test, seed=0)
@@ -150,23 +175,14 @@ class CNNJudge:
 
 
 # ------------------------------------------------------------------------------------- part: joint
-def supervised_ce(model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The recipe's model turned into the supervised baseline: same encoder, CE over the label anchors."""
-    cfg = copy.deepcopy(model_cfg)
-    cfg["modalities"]["image"]["init_args"]["decoder"] = False
-    cfg["latent_from"] = None
-    cfg["align"] = [{"source": "image", "target": "label", "form": "ce"}]
-    return cfg
-
-
 class JointScore:
     """Test accuracy through ``model.classify``; for models with a decoder also the FID and the accuracy of
     class-conditional samples, both through one small CNN trained once on the training split."""
 
     metrics = METRICS["joint"]
 
-    def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
-        judge = CNNJudge(cfg)
+    def __init__(self, recipe: Recipe, args: argparse.Namespace) -> None:
+        judge = CNNJudge(recipe)
         self.net, self.real = judge.net, judge.real
         self.x, self.y = judge.test
         self.train_y = judge.train[1]
@@ -184,23 +200,13 @@ class JointScore:
 
 
 # --------------------------------------------------------------------------------------- part: gen
-def plain_rf(model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The recipe's model turned into plain RF: same U-Net, latent input fixed to zeros, no encoder, no flow."""
-    cfg = copy.deepcopy(model_cfg)
-    image = cfg["modalities"]["image"]["init_args"]
-    image.update(encoder="none", latent_conditioning=False)
-    cfg["latent_from"] = None
-    cfg.pop("align", None)
-    return cfg
-
-
 class GenScore:
     """FID in a fixed CNN's features, reconstruction L2 and (seed 0) PNG grids."""
 
     metrics = METRICS["gen"]
 
-    def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
-        judge = CNNJudge(cfg)
+    def __init__(self, recipe: Recipe, args: argparse.Namespace) -> None:
+        judge = CNNJudge(recipe)
         self.net, self.real = judge.net, judge.real
         train_x = judge.train[0]
         self.num_fake = args.fid_samples
@@ -247,22 +253,13 @@ class GenScore:
 
 
 # -------------------------------------------------------------------------------------- part: repr
-def infonce(model_cfg: dict[str, Any], temperature: float) -> dict[str, Any]:
-    """The recipe's model turned into InfoNCE: same encoder and views, contrastive loss on the anchors."""
-    cfg = copy.deepcopy(model_cfg)
-    (pair,) = cfg["align"]
-    cfg["align"] = [{"source": pair["source"], "target": pair["target"], "form": "infonce",
-                     "temperature": temperature, "weight": pair.get("weight", 1.0)}]  # fmt: skip
-    return cfg
-
-
 class ReprScore:
     """Linear-probe and kNN test accuracy of frozen ``embed`` features (clean images, no augmentation)."""
 
     metrics = METRICS["repr"]
 
-    def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
-        data = build_data(cfg, two_views=False)  # same split, clean images
+    def __init__(self, recipe: Recipe, args: argparse.Namespace) -> None:
+        data = recipe.data(two_views=False)  # same split, clean images
         self.train = tensors(data.train_dataset)
         self.test = tensors(data.test_dataset)
         pixels = [
@@ -288,48 +285,29 @@ class ReprScore:
 
 
 # ------------------------------------------------------------------------------------------- main
-def apply_settings(cfg: dict[str, Any], settings: list[str]) -> None:
-    """Apply ``dotted.key=yaml_value`` settings to the recipe in place (list items by index: align.0.cutoff).
-
-    Raises:
-        SystemExit: a setting without ``=`` or with a key the recipe does not have (a typo would otherwise
-            silently run the plain recipe under a variant's name).
-    """
-    for setting in settings:
-        key, sep, value = setting.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {setting!r}: expected KEY=VALUE, e.g. model.decoder_weight=0.1")
-        *parents, leaf = key.split(".")
-        node: Any = cfg
-        for part in parents:
-            node = (
-                node[int(part)]
-                if isinstance(node, list)
-                else node.get(part)
-                if isinstance(node, dict)
-                else None
-            )
-            if node is None:
-                raise SystemExit(f"--set {setting!r}: the recipe has no {key!r}")
-        if isinstance(node, list):
-            node[int(leaf)] = yaml.safe_load(value)
-        elif isinstance(node, dict) and (leaf in node or parents == ["model"]):
-            node[leaf] = yaml.safe_load(value)  # model init args may be left at their default in a recipe
+def variant_name(overrides: Sequence[str]) -> str:
+    """``lzn fit`` overrides as a method name: ``--a.b=1 --config x.yaml`` -> ``a.b=1, config=x.yaml``."""
+    names: list[str] = []
+    for arg in overrides:
+        if arg.startswith("--"):
+            names.append(arg[2:])
+        elif names and "=" not in names[-1]:
+            names[-1] += f"={arg}"  # the value of "--key value"
         else:
-            raise SystemExit(f"--set {setting!r}: the recipe has no {key!r}")
+            names.append(arg)
+    return ", ".join(names)
 
 
-def methods_of(part: str, model_cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, dict | None]:
-    """Method name -> model config to train (None entries are scored at random initialisation)."""
+def methods_of(part: str) -> dict[str, list[Path] | None]:
+    """Method name -> the overlays that turn the recipe into it (None: scored at random initialisation)."""
     if part == "joint":
-        return {"LZN joint (recipe)": model_cfg, "supervised CE, same encoder": supervised_ce(model_cfg)}
+        return {"LZN joint (recipe)": [], "supervised CE, same encoder": [OVERLAYS / "supervised_ce.yaml"]}
     if part == "gen":
-        return {"plain RF, same U-Net": plain_rf(model_cfg), "RF + LZN (recipe)": model_cfg}
+        return {"plain RF, same U-Net": [OVERLAYS / "plain_rf.yaml"], "RF + LZN (recipe)": []}
     return {
-        "LZN (recipe)": model_cfg,
-        f"InfoNCE (temperature {args.temperature}), same encoder and views": infonce(
-            model_cfg, args.temperature
-        ),
+        "LZN (recipe)": [],
+        # "temperature 0.1": the overlay's, named as in the published JSONs
+        "InfoNCE (temperature 0.1), same encoder and views": [OVERLAYS / "infonce.yaml"],
         "random-init encoder (no training)": None,
     }
 
@@ -350,8 +328,8 @@ def new_result(
 
 
 def run_methods(
-    cfg: dict[str, Any],
-    methods: dict[str, dict | None],
+    recipe: Recipe,
+    methods: dict[str, list[Path] | None],
     seeds: range,
     score: Callable[[Any, str, int], dict[str, Any]],
     result: dict[str, Any],
@@ -361,18 +339,18 @@ def run_methods(
 ) -> None:
     """Train and score every method at every seed, writing ``args.out_json`` after each run.
 
-    Seed-major, so an interrupted benchmark still has every method at some seeds. A method config of None is
-    the recipe's model left at its random initialisation; a diverged run is recorded, not raised.
+    Seed-major, so an interrupted benchmark still has every method at some seeds. A method's overlays of None
+    are the recipe's model left at its random initialisation; a diverged run is recorded, not raised.
     """
     for seed in seeds:
-        for name, model_cfg in methods.items():
+        for name, overlays in methods.items():
             t0 = time.perf_counter()
             try:
-                if model_cfg is None:
-                    model, fit_s = untrained(cfg["model"], seed), 0.0
+                if overlays is None:
+                    model, fit_s = untrained(recipe, seed), 0.0
                 else:
                     log_name = re.sub(r"[^A-Za-z0-9.=_-]+", "_", name) if args.log else None
-                    model, fit_s = fit(cfg, model_cfg, seed, args.root, steps, bank=bank, log_name=log_name)
+                    model, fit_s = fit(recipe, overlays, seed, args.root, steps, bank=bank, log_name=log_name)
             except Diverged as err:
                 run = {"seed": seed, "diverged": str(err), "fit_seconds": time.perf_counter() - t0}
             else:
@@ -393,31 +371,25 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's max_steps)")
     p.add_argument("--fid-samples", type=int, default=1000, help="part gen: generated images per FID")
     p.add_argument("--img-prefix", type=Path, default=None, help="part gen: where seed 0's PNG grids go")
-    p.add_argument("--temperature", type=float, default=0.1, help="part repr: InfoNCE temperature")
     p.add_argument(
         "--only", nargs="+", default=None, help="train only methods whose name contains one of these"
     )
-    p.add_argument(
-        "--set", nargs="+", default=[], metavar="KEY=VALUE",
-        help="change the recipe, e.g. model.decoder_weight=0.1; LZN's method name then says so",
-    )  # fmt: skip
     p.add_argument("--root", type=Path, default=Path("runs/quality"))
     p.add_argument("--log", action="store_true", help="keep each fit's metrics.csv under --root")
     p.add_argument("--out-json", type=Path, required=True)
-    args = p.parse_args()
-    cfg = yaml.safe_load(args.recipe.read_text())
-    apply_settings(cfg, args.set)
-    steps = args.steps or cfg["trainer"]["max_steps"]
+    args, overrides = p.parse_known_args()  # the rest: lzn fit overrides (--model.x=1, --config overlay.yaml)
+    recipe = Recipe(args.recipe, overrides)
+    steps = args.steps or recipe.max_steps()
     start = time.perf_counter()
-    score = SCORES[args.part](cfg, args)
-    methods = methods_of(args.part, cfg["model"], args)
+    score = SCORES[args.part](recipe, args)
+    methods = methods_of(args.part)
     if args.only:
         methods = {name: m for name, m in methods.items() if any(key in name for key in args.only)}
-    if args.set:  # a variant, not the recipe: say which
-        methods = {name.replace("(recipe)", f"({', '.join(args.set)})"): m for name, m in methods.items()}
+    if overrides:  # a variant, not the recipe: say which
+        methods = {name.replace("(recipe)", f"({variant_name(overrides)})"): m for name, m in methods.items()}
     result = new_result(args.part, args.recipe, steps, start, score, methods)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    run_methods(cfg, methods, seeds, score, result, args, steps, bank=args.part == "joint")
+    run_methods(recipe, methods, seeds, score, result, args, steps, bank=args.part == "joint")
     print("\n" + markdown_table(result))
 
 

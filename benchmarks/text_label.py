@@ -18,30 +18,18 @@ held-out test split:
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
 from typing import Any
 
 import quality
 import torch
-import yaml
 from torch import Tensor
 
 from lzn_lightning.baselines import prototype_logits
 from lzn_lightning.crossmodal import retrieve, translate
-from lzn_lightning.data import VaderSentimentDataModule
 
-quality.DATA["VaderSentimentDataModule"] = VaderSentimentDataModule
 SHOWN = 8  # samples per class kept in the JSON
-
-
-def ce_cfg(model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The same encoder trained with cross-entropy over the label anchors: no decoder, no flow."""
-    cfg = copy.deepcopy(model_cfg)
-    cfg["decode"] = []
-    cfg["align"] = [{"source": a["source"], "target": a["target"], "form": "ce"} for a in cfg["align"]]
-    return cfg
 
 
 def ce_predict(model: Any, tokens: Tensor) -> Tensor:
@@ -54,8 +42,8 @@ def ce_predict(model: Any, tokens: Tensor) -> Tensor:
 class TextLabelScore:
     """The test split, the lexicon's classes and the number of conditional samples."""
 
-    def __init__(self, cfg: dict[str, Any], samples: int) -> None:
-        data = quality.build_data(cfg)
+    def __init__(self, recipe: quality.Recipe, samples: int) -> None:
+        data = recipe.data()
         test = data.test_dataset
         self.tokens, self.labels = test.tokens, test.labels
         texts, labels = data.entries()
@@ -101,20 +89,20 @@ def main() -> None:
     p.add_argument("--log", action="store_true", help="keep each fit's metrics.csv under --root")
     p.add_argument("--out-json", type=Path, required=True)
     args = p.parse_args()
-    cfg = yaml.safe_load(args.recipe.read_text())
-    steps = args.steps or cfg["trainer"]["max_steps"]
+    recipe = quality.Recipe(args.recipe)
+    steps = args.steps or recipe.max_steps()
     start = time.perf_counter()
-    score = TextLabelScore(cfg, args.samples)
+    score = TextLabelScore(recipe, args.samples)
     # CE first: each seed's CE model is the judge of that seed's LZN samples.
-    methods = {"supervised CE, same encoder": ce_cfg(cfg["model"])}
+    methods = {"supervised CE, same encoder": [quality.OVERLAYS / "text_ce.yaml"]}
     if args.no_text_decoder:
-        methods["LZN text <-> label, no text decoder"] = {**cfg["model"], "decode": []}
+        methods["LZN text <-> label, no text decoder"] = [quality.OVERLAYS / "no_decoder_loss.yaml"]
     else:
-        methods["LZN text <-> label (recipe)"] = cfg["model"]
+        methods["LZN text <-> label (recipe)"] = []
     if args.only:
         methods = {name: m for name, m in methods.items() if any(key in name for key in args.only)}
     result = quality.new_result("text_label", args.recipe, steps, start, score, methods)
-    quality.run_methods(cfg, methods, range(args.seeds), score, result, args, steps)
+    quality.run_methods(recipe, methods, range(args.seeds), score, result, args, steps)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Training throughput and peak GPU memory of a recipe's model, on synthetic data of the recipe's image shape.
 
-Builds the model exactly as the recipe's `model:` section says (so the networks, latent flow and alignment are
-the real ones), swaps the data for `SyntheticDataModule` with the same image shape and classes (the GPU machine
-has no dataset), and trains `--steps` steps with Lightning at the given precision. Reports images/s over the
+Builds the run as `lzn fit` does (`lzn_lightning.recipes.build_run`: the networks, latent flow and alignment
+are the real ones), swaps the data for `SyntheticDataModule` with the same image shape and classes (the GPU
+machine has no dataset), and trains `--steps` steps on one device at the given precision, without validation,
+checkpoints or the recipe's callbacks. Reports images/s over the
 steps after `--warmup` and `torch.cuda.max_memory_allocated`.
 
     python benchmarks/train_throughput.py --recipe recipes/cifar10_joint.yaml --precision bf16-mixed \
@@ -19,11 +20,9 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-import yaml
 from results_md import write_section
 
-from lzn_lightning import LZNLightningModule
-from lzn_lightning.data import SyntheticDataModule
+from lzn_lightning.recipes import build_run
 
 
 class _Timer(pl.Callback):
@@ -32,7 +31,7 @@ class _Timer(pl.Callback):
     def __init__(self, warmup: int) -> None:
         self.warmup, self.t0, self.t1, self.losses = warmup, 0.0, 0.0, []
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         if trainer.global_step == self.warmup:
@@ -46,33 +45,29 @@ class _Timer(pl.Callback):
 
 def run(recipe: Path, precision: str, steps: int, warmup: int, batch_size: int) -> dict:
     """Train the recipe's model for ``steps`` steps and return the measurements."""
-    cfg = yaml.safe_load(recipe.read_text())["model"]
-    image = cfg["modalities"]["image"]["init_args"]
-    labels = cfg["modalities"].get("label", {}).get("init_args", {}).get("num_classes", 10)
-    two_views = "image_view2" in (cfg.get("fields") or {})
-    model = LZNLightningModule(**cfg)
-    data = SyntheticDataModule(
-        num_samples=batch_size * 4,
-        num_test_samples=batch_size,
-        image_shape=(image["channels"], image["size"], image["size"]),
-        num_classes=labels,
-        batch_size=batch_size,
-        two_views=two_views,
-        num_workers=4,
-    )
+    spec = build_run([recipe], logger=False, checkpoints=False).model.hparams  # the recipe's model, as built
+    image = spec["modalities"]["image"]["init_args"]
+    labels = spec["modalities"].get("label", {}).get("init_args", {}).get("num_classes", 10)
+    synthetic = {
+        "num_samples": batch_size * 4,
+        "num_test_samples": batch_size,
+        "image_shape": (image["channels"], image["size"], image["size"]),
+        "num_classes": labels,
+        "batch_size": batch_size,
+        "two_views": "image_view2" in (spec.get("fields") or {}),
+        "num_workers": 4,
+    }
     timer = _Timer(warmup)
-    trainer = pl.Trainer(
-        max_steps=steps,
-        precision=precision,
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-        callbacks=[timer],
-    )
-    trainer.fit(model, data)
+    one_device = {"trainer.precision": precision, "trainer.accelerator": "auto", "trainer.devices": 1,
+                  "trainer.num_nodes": 1, "trainer.strategy": "auto"}  # fmt: skip
+    data = {"class_path": "lzn_lightning.data.SyntheticDataModule", "init_args": synthetic}
+    built = build_run(
+        [recipe], {"data": data, **one_device},
+        max_steps=steps, logger=False, checkpoints=False, progress_bar=False, validation=False,
+        recipe_callbacks=False, callbacks=[timer],
+    )  # fmt: skip
+    built.fit()
+    model, trainer = built.model, built.trainer
     timed = steps - warmup
     seconds = timer.t1 - timer.t0
     return {
@@ -95,26 +90,33 @@ def main() -> None:
     p.add_argument("--recipe", type=Path, default=Path("recipes/cifar10_joint.yaml"))
     p.add_argument("--precision", nargs="+", default=["bf16-mixed", "32-true"])
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20, help="steps excluded from the timing (compile, allocator)")
+    p.add_argument(
+        "--warmup", type=int, default=20, help="steps excluded from the timing (compile, allocator)"
+    )
     p.add_argument("--batch-size", type=int, nargs="+", default=[250])
     p.add_argument("--out", type=Path)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     results = [
-        run(args.recipe, precision, args.steps, args.warmup, bs) for bs in args.batch_size for precision in args.precision
+        run(args.recipe, precision, args.steps, args.warmup, bs)
+        for bs in args.batch_size
+        for precision in args.precision
     ]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor()
     lines = [
         "## Training throughput on a GPU",
         "",
         f"Command: `python benchmarks/train_throughput.py --recipe {args.recipe} --precision "
-        f"{' '.join(args.precision)} --steps {args.steps} --batch-size {' '.join(map(str, args.batch_size))}`. "
+        f"{' '.join(args.precision)} --steps {args.steps} "
+        f"--batch-size {' '.join(map(str, args.batch_size))}`. "
         f"Machine: {device}, torch {torch.__version__}, lightning {pl.__version__}. The recipe's full model "
-        f"({results[0]['params_m']:.1f} M parameters in the modalities) on synthetic data of the recipe's image shape "
-        f"(the GPU machine has no dataset); one GPU; the per-GPU batch of the recipe's 8-GPU set-up is 250. Timing "
-        f"excludes the first {args.warmup} steps; peak = `torch.cuda.max_memory_allocated`.",
+        f"({results[0]['params_m']:.1f} M parameters in the modalities) on synthetic data of the recipe's "
+        f"image shape (the GPU machine has no dataset); one GPU; the per-GPU batch of the recipe's 8-GPU "
+        f"set-up is 250. Timing excludes the first {args.warmup} steps; peak = "
+        "`torch.cuda.max_memory_allocated`.",
         "",
-        "| precision | batch / GPU | s / step | images / s | peak GPU memory | loss first → last | skipped steps |",
+        "| precision | batch / GPU | s / step | images / s | peak GPU memory | loss first → last "
+        "| skipped steps |",
         "|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in results:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 # Whether the user asked for offline Hugging Face access (then lzn import-reference reads the cache only).
 USER_HF_OFFLINE = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
@@ -26,6 +27,9 @@ import lzn_lightning.modalities  # noqa: E402,F401  (short names for the built-i
 from lzn_lightning.checkpoints import AtomicCheckpointIO, check_fits, read_checkpoint  # noqa: E402
 from lzn_lightning.data import LZNDataModule  # noqa: E402
 from lzn_lightning.module import LZNLightningModule  # noqa: E402
+
+if TYPE_CHECKING:
+    from lzn_lightning.recipes import RecipeRun
 
 INFERENCE_COMMANDS = ("sample", "classify", "embed")
 # Every subcommand with its one-line summary, for `lzn --help` (LightningCLI lists only its own).
@@ -113,18 +117,16 @@ class LZNCLI(LightningCLI):
         return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
 
-def recipe_cli(args: list[str]) -> LZNCLI:
-    """The recipe's model, data and trainer as ``lzn fit`` builds them, without running anything.
+def recipe_cli(args: list[str]) -> RecipeRun:
+    """The recipe's model, data and trainer as ``lzn fit`` builds them, without running anything, and without
+    its logger, checkpoints or callbacks.
 
     Args:
         args: ``lzn fit`` arguments without the subcommand, e.g. ``["--config", "recipes/x.yaml"]``.
     """
-    quiet = ["--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=null"]
-    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees both args= and a command line
-    try:
-        return _lzn_cli([*args, *quiet], run=False)
-    finally:
-        sys.argv = argv
+    from lzn_lightning.recipes import build_run  # it builds on LZNCLI, defined here
+
+    return build_run([], args, logger=False, checkpoints=False, recipe_callbacks=False)
 
 
 def _lzn_cli(args: list[str] | None, run: bool = True) -> LZNCLI:

@@ -1,11 +1,11 @@
 """Every command the docs show runs, in the order a reader runs them, on what the earlier commands wrote.
 
 The code blocks of README.md and docs/*.md are read with pytest-codeblocks (``extract_from_file``), one test
-per block, in document order, in one working folder per document (with ``recipes/`` and ``benchmarks/``
-linked in, as in a clone). Shell blocks run in bash (``set -euo pipefail``) with ``lzn`` on the PATH being
-tests/docs/lzn_shim.py (the real CLI with each recipe shrunk to its tiny overlay), served by a fork server so
-that each call skips the imports. Python blocks run as written, in that folder. A block that must not run
-here (an install, a download, a GPU) says so in the Markdown right above it, with
+per block, in document order, in one working folder per document (with ``recipes/``, ``benchmarks/`` and
+``experiments/`` linked in, as in a clone). Shell blocks run in bash (``set -euo pipefail``) with ``lzn`` on
+the PATH being tests/docs/lzn_shim.py (the real CLI with each recipe shrunk to its tiny overlay), served by a
+fork server so that each call skips the imports. Python blocks run as written, in that folder. A block that
+must not run here (an install, a download, a GPU) says so in the Markdown right above it, with
 ``<!--pytest.mark.skip(reason="...")-->``, where a reader sees the rule.
 """
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 RUNS = ("bash", "sh", "python")  # the fences that are commands; yaml, text and others are shown, not run
 HERE = Path(__file__).resolve().parent
-LINKED = ("recipes", "benchmarks")  # what the docs' relative paths read from a clone
+LINKED = ("recipes", "benchmarks", "experiments")  # what the docs' relative paths read from a clone
 
 
 def _blocks() -> list:

@@ -1,7 +1,7 @@
 """Plot a knob sweep: one metric logged by ``lzn fit`` (CSVLogger's metrics.csv) against the knob's value, one
 line per series, e.g. test accuracy against the field size (batch) at two training budgets:
 
-    python benchmarks/plot_sweep.py \
+    python experiments/plot_sweep.py \
         --series "800 steps" 64=runs/b64/metrics.csv 128=runs/b128/metrics.csv 256=runs/b256/metrics.csv \
         --series "400 steps" 64=runs/b64/metrics.csv 128=runs/b128/metrics.csv --at-step 400 \
         --xlabel "field size (batch)" --log-x --reference "supervised CE=0.9713" --out docs/img/sweep.png

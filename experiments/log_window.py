@@ -1,7 +1,7 @@
 """Mean of logged training metrics over a window of steps, per run, as a Markdown table: what a run's health
 looked like late in training, for the page beside a result.
 
-    python benchmarks/log_window.py --steps 701:800 --groups \
+    python experiments/log_window.py --steps 701:800 --groups \
         --metric train/grad_norm --metric train/health/latent_sq/image --metric train/image/decoder \
         "log, seed 0=L0/metrics.csv" "log, seed 1=L1/metrics.csv" "prob, seed 0=P0/metrics.csv"
 

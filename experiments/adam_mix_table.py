@@ -1,6 +1,6 @@
 """One loss term's part of a group's gradient and Adam step, from a metrics.csv that AdamStepMix logged.
 
-    python benchmarks/adam_mix_table.py runs/mnist_joint_adam_mix/lightning_logs/version_0/metrics.csv \
+    python experiments/adam_mix_table.py runs/mnist_joint_adam_mix/lightning_logs/version_0/metrics.csv \
         --group image.encoder --term image/decoder --against "align/image->label"
 
 Prints a Markdown table, one row per logged step: both terms' gradient norms of the step and their ratio,

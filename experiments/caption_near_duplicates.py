@@ -6,7 +6,7 @@ recipe's networks at initialisation or from ``--ckpt``; plus the pairs of identi
 repeat: same digit, same three attribute words, same wording). The text encoder of the recipe has no dropout,
 so identical captions are exact duplicate anchors in the text field.
 
-    python benchmarks/caption_near_duplicates.py --recipe recipes/digits_caption.yaml [--ckpt last.ckpt]
+    python experiments/caption_near_duplicates.py --recipe recipes/digits_caption.yaml [--ckpt last.ckpt]
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from lzn_lightning.cli import LZNCLI
-from lzn_lightning.data import LZNDataModule
-from lzn_lightning.module import LZNLightningModule, load_for_inference
+from lzn_lightning.module import load_for_inference
+from lzn_lightning.recipes import build_run
 
 
 def close_pairs(anchors: torch.Tensor, rel: float) -> int:
@@ -36,16 +35,17 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=4)
     p.add_argument("--rel", type=float, nargs="+", default=[1e-3, 1e-5])
     args = p.parse_args()
-    cli = LZNCLI(LZNLightningModule, LZNDataModule, subclass_mode_data=True, run=False,
-                 seed_everything_default=0, auto_configure_optimizers=False,
-                 args=["--config", str(args.recipe), "--trainer.logger=false"])  # fmt: skip
-    model = load_for_inference(args.ckpt) if args.ckpt else cli.model.eval()
-    data = cli.datamodule
+    run = build_run([args.recipe], logger=False, checkpoints=False)
+    model = load_for_inference(args.ckpt) if args.ckpt else run.model.eval()
+    data = run.datamodule
     data.setup("fit")
     loader = data.train_dataloader()
     print(f"weights: {args.ckpt or 'initialisation (seed 0)'}; {args.recipe}")
-    print("| batch | rows | identical captions (pairs) | " + " | ".join(
-        f"{f} anchors closer than {r:g} (pairs)" for f in ("image", "text") for r in args.rel) + " |")
+    print(
+        "| batch | rows | identical captions (pairs) | "
+        + " | ".join(f"{f} anchors closer than {r:g} (pairs)" for f in ("image", "text") for r in args.rel)
+        + " |"
+    )
     print("|---|---|---|" + "---|" * (2 * len(args.rel)))
     for k, batch in enumerate(loader):
         if k == args.batches:

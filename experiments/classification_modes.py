@@ -4,12 +4,13 @@ Trains the digits_joint recipe's model in Python (or loads ``--ckpt``), runs the
 (``trainer.test``), then measures test accuracy of ``model.classify`` over contexts, field sizes, prior-noise
 scales and seeds, and how often a label changes when the test set is reshuffled (batch-mates change).
 
-    python benchmarks/classification_modes.py --recipe recipes/digits_joint.yaml --out-json modes.json
-    python benchmarks/classification_modes.py --ckpt runs/.../last.ckpt --out-json modes.json
-    python benchmarks/classification_modes.py --recipe recipes/mnist_joint.yaml --ckpt runs/.../last.ckpt \
+    python experiments/classification_modes.py --recipe recipes/digits_joint.yaml --out-json modes.json
+    python experiments/classification_modes.py --ckpt runs/.../last.ckpt --out-json modes.json
+    python experiments/classification_modes.py --recipe recipes/mnist_joint.yaml --ckpt runs/.../last.ckpt \
         --fields 1000 128 --banks 128 512 all --noise 0 --out-json modes.json
 
-The data comes from the recipe's ``data:`` section (digits, MNIST-5k, ...); ``--fields`` / ``--banks`` /
+The run and its data are built as ``lzn fit`` builds them from the recipe (digits, MNIST-5k, ...); further
+arguments are ``lzn fit`` overrides (``--model.x=1``, ``--config overlay.yaml``). ``--fields`` / ``--banks`` /
 ``--noise`` choose the batch-context field sizes, bank sizes and prior-noise scales measured.
 """
 
@@ -24,10 +25,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import yaml
 
-import lzn_lightning.data
-from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks import (
     FID,
     KNN,
@@ -39,27 +37,17 @@ from lzn_lightning.callbacks import (
     ZoneAccuracy,
 )
 from lzn_lightning.module import load_for_inference
+from lzn_lightning.recipes import build_run
 
 
-def datamodule(cfg: dict[str, Any]) -> pl.LightningDataModule:
-    """The recipe's data module (``data: {class_path: MNIST5kDataModule, init_args: ...}``)."""
-    name = cfg["data"]["class_path"].rsplit(".", 1)[-1]
-    return getattr(lzn_lightning.data, name)(**cfg["data"].get("init_args", {}))
+def datamodule(recipe: Path, overrides: list[str]) -> pl.LightningDataModule:
+    """The recipe's data module, as ``lzn fit --config <recipe> <overrides>`` builds it."""
+    return build_run([recipe], overrides, logger=False, checkpoints=False, recipe_callbacks=False).datamodule
 
 
-def train(recipe: Path, steps: int | None, root: Path, accelerator: str, overrides: dict[str, Any]) -> Any:
-    """Build the recipe's model and data in Python and fit it; returns the model."""
-    cfg = yaml.safe_load(recipe.read_text())
-    model_cfg = dict(cfg["model"])
-    for key, value in overrides.items():  # "modalities.image.init_args.anchor_norm" -> nested set
-        node = model_cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    model = LZNLightningModule(**model_cfg)
-    data = datamodule(cfg)
-    t = cfg["trainer"]
+def train(recipe: Path, steps: int | None, root: Path, accelerator: str, overrides: list[str]) -> Any:
+    """Fit the recipe's run (``lzn fit`` overrides applied) with every evaluation callback at its test run;
+    returns the model."""
     callbacks = [
         AnchorBank(),
         SampleGrid(every_n_validations=0, on_test=True),
@@ -70,14 +58,13 @@ def train(recipe: Path, steps: int | None, root: Path, accelerator: str, overrid
         LinearProbe(every_n_validations=0),
         KNN(every_n_validations=0),
     ]
-    trainer = pl.Trainer(
-        max_steps=steps or t["max_steps"], accelerator=accelerator, precision="32-true", default_root_dir=root,
-        val_check_interval=t.get("val_check_interval"), check_val_every_n_epoch=None,
-        log_every_n_steps=t.get("log_every_n_steps", 50), callbacks=callbacks, enable_progress_bar=False,
+    built = build_run(
+        [recipe], [*overrides, f"--trainer.accelerator={accelerator}"], max_steps=steps, root=root,
+        progress_bar=False, recipe_callbacks=False, callbacks=callbacks,
     )  # fmt: skip
-    pl.seed_everything(cfg.get("seed_everything", 0))
+    model, data, trainer = built.model, built.datamodule, built.trainer
     start = time.perf_counter()
-    trainer.fit(model, data)
+    built.fit()
     fit_s = time.perf_counter() - start
     trainer.test(model, data)
     trainer.save_checkpoint(root / "model.ckpt", weights_only=True)  # no optimiser state: small
@@ -107,7 +94,8 @@ def measure(
 
     ``fields``: batch-context field sizes ("all": the whole test set is one field); ``banks``: bank sizes
     drawn from the training split ("all": all of it); ``noises``: prior-noise scales; ``split``: the images
-    classified ("train": the training split itself, e.g. how many training images a loss leaves misclassified).
+    classified ("train": the training split itself, e.g. how many training images a loss leaves
+    misclassified).
     """
     data.setup("fit")
     dataset = getattr(data, f"{split}_dataset")
@@ -175,7 +163,6 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("runs/classification_modes"))
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--set", action="append", default=[], help="model override key=yaml_value")
     p.add_argument("--fields", nargs="*", default=["all", 256, 64, 16], help="batch-context field sizes")
     p.add_argument(
         "--banks", nargs="*", default=[64, 256, "all"], help="bank sizes (all: the training split)"
@@ -183,8 +170,7 @@ def main() -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="the images classified")
     p.add_argument("--noise", nargs="+", type=float, default=[1.0, 0.0], help="prior-noise scales")
     p.add_argument("--out-json", type=Path, required=True)
-    args = p.parse_args()
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    args, overrides = p.parse_known_args()  # the rest: lzn fit overrides
     if args.ckpt is not None:
         model = load_for_inference(args.ckpt, "cuda" if torch.cuda.is_available() else "cpu")
         info: dict[str, Any] = {"ckpt": str(args.ckpt)}
@@ -192,8 +178,7 @@ def main() -> None:
         args.root.mkdir(parents=True, exist_ok=True)
         model = train(args.recipe, args.steps, args.root, args.accelerator, overrides)
         info = {"fit_seconds": model.fit_seconds, "callback_metrics": model.callback_metrics}
-    cfg = yaml.safe_load(args.recipe.read_text())
-    data = datamodule(cfg)
+    data = datamodule(args.recipe, overrides)
     result: dict[str, Any] = {
         "device": str(model.device),
         "split": args.split,

@@ -1,6 +1,6 @@
 """Plot a metric logged by ``lzn fit`` (CSVLogger's metrics.csv) against the training step, one line a run.
 
-    python benchmarks/plot_curves.py \
+    python experiments/plot_curves.py \
         "LZN joint (recipe)=runs/mnist_joint_curve/lightning_logs/version_0/metrics.csv" \
         "LZN joint, no image decoder=runs/mnist_joint_curve_no_decoder/lightning_logs/version_0/metrics.csv" \
         --metric zone_acc --reference "supervised CE at 800 steps=0.974" --out docs/img/mnist_joint_curve.png
@@ -9,7 +9,7 @@ Each positional argument is ``label=path``; ``--reference label=value`` draws a 
 ``label=path::metric`` plots that run's own metric instead of ``--metric`` (two terms of one log together).
 ``--log-y`` plots on a log scale (gradient norms that differ by orders of magnitude), e.g.
 
-    python benchmarks/plot_curves.py "recipe=A/metrics.csv" "decoder cut off=B/metrics.csv" \
+    python experiments/plot_curves.py "recipe=A/metrics.csv" "decoder cut off=B/metrics.csv" \
         --metric train/health/grad_norm/image.encoder --ylabel "encoder gradient norm" --log-y --out g.png
 
 Prints the plotted points as a Markdown table, so the numbers behind the figure can go next to it.

@@ -1,30 +1,28 @@
-"""How the anchors of the digits_joint image encoder evolve under each ``anchor_norm`` (why the recipe uses one).
+"""How the anchors of the digits_joint image encoder evolve under each ``anchor_norm`` (why the recipe uses
+one).
 
-Trains the recipe's model (EMA, decoder, label alignment: everything as in ``lzn fit``) for ``--steps`` steps per
-setting and every ``--every`` steps records, on a fixed batch of 256 training images: the mean anchor norm,
-the mean pairwise and nearest-neighbour anchor distance, the gradient norm before clipping, the training
-alignment loss and zone accuracy (prior noise 1, the batch's own field). Writes a JSON, a PNG plot and prints a
-Markdown table.
+Trains the recipe's model (EMA, decoder, label alignment: built as ``lzn fit`` builds it, without validation,
+checkpoints or the recipe's callbacks) for ``--steps`` steps per setting and every ``--every`` steps records,
+on a fixed batch of 256 training images: the mean anchor norm, the mean pairwise and nearest-neighbour anchor
+distance, the gradient norm before clipping, the training alignment loss and zone accuracy (prior noise 1, the
+batch's own field). Writes a JSON, a PNG plot and prints a Markdown table.
 
-    python benchmarks/anchor_drift.py --steps 400 --out-json docs/anchor_drift.json --plot docs/img/anchor_drift.png
+    python experiments/anchor_drift.py --steps 400 --out-json docs/anchor_drift.json \
+        --plot docs/img/anchor_drift.png
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import lzn_lightning.modalities  # noqa: F401  (short class names in the recipe)
 import torch
-import yaml
 
-from lzn_lightning import LZNLightningModule
-from lzn_lightning.data import DigitsDataModule
+from lzn_lightning.recipes import build_run
 
 SETTINGS = {  # name -> ImageModality overrides
     "none (reference tower)": {"anchor_norm": "none"},
@@ -35,10 +33,15 @@ SETTINGS = {  # name -> ImageModality overrides
 
 
 class AnchorStats(pl.Callback):
-    """Anchor geometry of a fixed batch, every ``every`` steps."""
+    """Anchor geometry of a fixed batch (the first 256 training images), every ``every`` steps."""
 
-    def __init__(self, images: torch.Tensor, every: int) -> None:
-        self.images, self.every, self.rows = images, every, []
+    def __init__(self, every: int) -> None:
+        self.every, self.rows = every, []
+        self.images = torch.empty(0)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        dataset = trainer.datamodule.train_dataset  # set up by now
+        self.images = torch.stack([dataset[i]["image"] for i in range(256)])
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         step = trainer.global_step
@@ -56,29 +59,24 @@ class AnchorStats(pl.Callback):
             "step": step,
             "anchor_norm": float(a.norm(dim=1).mean()),
             "pairwise": float(dist.sum() / (n * (n - 1))),
-            "nearest": float(dist.masked_fill(torch.eye(n, dtype=torch.bool), float("inf")).min(1).values.mean()),
+            "nearest": float(dist.masked_fill(torch.eye(n, dtype=torch.bool), float("inf")).min(1).values.mean()),  # noqa: E501
             "grad_norm": float(m.get("train/grad_norm", float("nan"))),
             "align_loss": float(m.get("train/align/image->label", float("nan"))),
             "train_zone_acc": float(m.get("train/zone_acc/image->label", float("nan"))),
         })  # fmt: skip
 
 
-def run(cfg: dict[str, Any], overrides: dict[str, Any], steps: int, every: int) -> tuple[list[dict], float]:
-    model_cfg = copy.deepcopy(cfg["model"])
-    model_cfg["modalities"]["image"]["init_args"].update(overrides)
-    pl.seed_everything(cfg.get("seed_everything", 0))
-    model = LZNLightningModule(**model_cfg)
-    data = DigitsDataModule(**cfg["data"]["init_args"])
-    data.setup("fit")
-    images = torch.stack([data.train_dataset[i]["image"] for i in range(256)])
-    stats = AnchorStats(images, every)
-    trainer = pl.Trainer(
-        max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
-        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=1,
+def run(recipe: Path, image_args: dict[str, Any], steps: int, every: int) -> tuple[list[dict], float]:
+    """Train the recipe with ``image_args`` replacing some of the image modality's; (rows, fit seconds)."""
+    stats = AnchorStats(every)
+    changes = {f"model.modalities.image.init_args.{k}": v for k, v in image_args.items()}
+    built = build_run(
+        [recipe], {**changes, "trainer.log_every_n_steps": 1}, max_steps=steps, logger=False,
+        validation=False, checkpoints=False, progress_bar=False, model_summary=False, recipe_callbacks=False,
         callbacks=[stats],
     )  # fmt: skip
     start = time.perf_counter()
-    trainer.fit(model, data)
+    built.fit()
     return stats.rows, time.perf_counter() - start
 
 
@@ -94,7 +92,9 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
         axes[0].plot(steps, [r["anchor_norm"] for r in rows], label=name)
         axes[1].plot(steps, [r["grad_norm"] for r in rows], label=name)
         axes[2].plot(steps, [r["train_zone_acc"] for r in rows], label=name)
-    for ax, title in zip(axes, ("mean anchor norm", "gradient norm (before clip)", "train zone accuracy"), strict=True):
+    for ax, title in zip(
+        axes, ("mean anchor norm", "gradient norm (before clip)", "train zone accuracy"), strict=True
+    ):
         ax.set_title(title)
         ax.set_xlabel("step")
     axes[0].set_yscale("log")
@@ -113,18 +113,25 @@ def main() -> None:
     p.add_argument("--out-json", type=Path, required=True)
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument(
-        "--settings", nargs="+", choices=tuple(SETTINGS), default=tuple(SETTINGS), help="which settings to train"
+        "--settings",
+        nargs="+",
+        choices=tuple(SETTINGS),
+        default=tuple(SETTINGS),
+        help="which settings to train",
     )
     args = p.parse_args()
-    cfg = yaml.safe_load(args.recipe.read_text())
     results, seconds = {}, {}
     for name in args.settings:
-        overrides = SETTINGS[name]
-        results[name], seconds[name] = run(cfg, overrides, args.steps, args.every)
-        args.out_json.write_text(json.dumps({"steps": args.steps, "results": results, "seconds": seconds}, indent=1))
+        results[name], seconds[name] = run(args.recipe, SETTINGS[name], args.steps, args.every)
+        args.out_json.write_text(
+            json.dumps({"steps": args.steps, "results": results, "seconds": seconds}, indent=1)
+        )
     if args.plot is not None:
         plot(results, args.plot)
-    print("| anchor_norm | anchor norm (first -> last) | gradient norm (first -> max) | train zone acc (max -> last) |")
+    print(
+        "| anchor_norm | anchor norm (first -> last) | gradient norm (first -> max) "
+        "| train zone acc (max -> last) |"
+    )
     print("|---|---|---|---|")
     for name, rows in results.items():
         print(
