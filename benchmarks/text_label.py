@@ -28,9 +28,9 @@ import torch
 import yaml
 from torch import Tensor
 
-from lzn_lightning.baselines import prototype_logits
 from lzn_lightning.crossmodal import retrieve, translate
 from lzn_lightning.data import VaderSentimentDataModule
+from lzn_lightning.objectives import prototype_logits
 
 quality.DATA["VaderSentimentDataModule"] = VaderSentimentDataModule
 SHOWN = 8  # samples per class kept in the JSON
