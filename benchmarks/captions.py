@@ -31,10 +31,10 @@ import torch
 import yaml
 from torch import Tensor
 
-from lzn_lightning.callbacks.classifier import predict
 from lzn_lightning.crossmodal import retrieve, translate
 from lzn_lightning.data import CaptionedDigitsDataModule, CaptionedMNIST5kDataModule
 from lzn_lightning.data.captions import DIGIT_WORDS
+from lzn_lightning.metrics import predict
 from lzn_lightning.objectives import infonce_logits
 
 quality.DATA.update(
