@@ -29,10 +29,10 @@ import quality
 import torch
 from torch import Tensor
 
-from lzn_lightning.baselines import infonce_logits
-from lzn_lightning.callbacks.classifier import predict
 from lzn_lightning.crossmodal import retrieve, translate
 from lzn_lightning.data.captions import DIGIT_WORDS
+from lzn_lightning.metrics import predict
+from lzn_lightning.objectives import infonce_logits
 
 SLOTS = (("thin", "bold"), ("narrow", "wide"), ("slanted left", "slanted right"))
 

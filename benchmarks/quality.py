@@ -62,10 +62,16 @@ from torchvision.utils import make_grid, save_image
 
 from lzn_lightning.callbacks import AnchorBank
 from lzn_lightning.callbacks.base import dataset_tensors
-from lzn_lightning.callbacks.classifier import predict, train_classifier
-from lzn_lightning.callbacks.fid import features_of, frechet_distance
-from lzn_lightning.callbacks.probe import knn_accuracy, linear_probe_accuracy
-from lzn_lightning.inference import LZNInference, mean_reconstruction_l2
+from lzn_lightning.inference import LZNInference
+from lzn_lightning.metrics import (
+    features_of,
+    frechet_distance,
+    knn_accuracy,
+    linear_probe_accuracy,
+    mean_reconstruction_l2,
+    predict,
+    train_classifier,
+)
 from lzn_lightning.recipes import RecipeRun, build_run, override_args
 
 OVERLAYS = Path(__file__).parent / "overlays"  # the baselines, as overlays on a recipe

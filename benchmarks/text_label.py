@@ -26,8 +26,8 @@ import quality
 import torch
 from torch import Tensor
 
-from lzn_lightning.baselines import prototype_logits
 from lzn_lightning.crossmodal import retrieve, translate
+from lzn_lightning.objectives import prototype_logits
 
 SHOWN = 8  # samples per class kept in the JSON
 

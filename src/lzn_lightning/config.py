@@ -1,13 +1,12 @@
-"""Typed settings of the LZN module (they become ``--model.flow.*`` / ``--model.align`` in ``lzn fit --help``)."""
+"""Typed settings of the LZN module (``--model.flow.*`` / ``--model.align`` in ``lzn fit --help``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from lzn_lightning.baselines import BASELINE_FORMS
 from lzn_lightning.latent import SOLVERS
-from lzn_lightning.latent.losses import FORMS
+from lzn_lightning.objectives import FORMS, Objective, make_objective
 
 
 @dataclass
@@ -42,9 +41,10 @@ class AlignConfig:
         target: Batch field whose anchors define the zones (``label``, or ``image_view2`` for two views).
         steps: Reverse Euler steps.
         cutoff: Fraction of the first (tau near 1, uninformative) steps excluded from the max.
-        form: ``"prob"`` (-mean max p, joint recipes) or ``"log"`` (-mean log max p, representation recipes);
-            or a baseline that skips the latent flow (:mod:`lzn_lightning.baselines`): ``"infonce"``
-            (contrastive, two views) or ``"ce"`` (supervised cross-entropy over the label anchors).
+        form: The objective (:mod:`lzn_lightning.objectives`): ``"prob"`` (-mean max p, joint recipes) or
+            ``"log"`` (-mean log max p, representation recipes); or a baseline that skips the latent flow:
+            ``"infonce"`` (contrastive, two views) or ``"ce"`` (supervised cross-entropy over the label
+            anchors).
         weight: Loss coefficient.
         class_weights: For a categorical target: weight the zones by the global batch class frequencies.
         temperature: Temperature of the ``"infonce"`` form (SimCLR's usual 0.1 by default).
@@ -60,12 +60,16 @@ class AlignConfig:
     temperature: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.form not in FORMS + BASELINE_FORMS:
-            raise ValueError(f"align form must be one of {FORMS + BASELINE_FORMS}, got {self.form!r}")
+        if self.form not in FORMS:
+            raise ValueError(f"align form must be one of {FORMS}, got {self.form!r}")
         if self.temperature <= 0:
             raise ValueError(f"align temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.cutoff < 1.0:
             raise ValueError(f"align cutoff must be in [0, 1), got {self.cutoff}")
+
+    def objective(self) -> Objective:
+        """The objective ``form`` selects, with this term's ``steps``, ``cutoff`` and ``temperature``."""
+        return make_objective(self.form, self.steps, self.cutoff, self.temperature)
 
 
 def as_config(value: Any, cls: type) -> Any:

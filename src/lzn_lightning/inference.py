@@ -49,8 +49,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lzn_lightning.baselines import prototype_logits
 from lzn_lightning.latent import compute_latent, nearest_anchor, trace_back
+from lzn_lightning.objectives import Objective
 
 CONTEXTS = ("bank", "batch")
 # Why 256: the global batch of the CPU recipes, i.e. the field size their zones were trained with; also a
@@ -612,20 +612,24 @@ class LZNInference:
                 if w.shape[0] != k or bool((w < 0).any()) or float(w.sum()) <= 0:
                     raise ValueError(f"class_weights must be {k} non-negative numbers, not all 0")
                 log_w = torch.log(w / w.sum())
-            if self.trained_with_ce(
-                field, label_field
-            ):  # the supervised baseline: nearest label anchor, no flow
+            objective = self.anchor_classifier(field, label_field)
+            if objective is not None:  # the supervised baseline: nearest label anchor, no flow
                 anchors = self._encode(x, field, batch_size)  # [N, d]
-                logits = prototype_logits(anchors, label_mod.anchor_table())  # [N, K]
-                return (logits + (0.0 if log_w is None else log_w)).argmax(1).cpu()
+                return objective.predict(anchors, label_mod.anchor_table(), log_w).cpu()
             g = self._seeded_generator(seed, None)
             z = self._latents(x, field, context, noise_scale, batch_size, g, progress, "classify")
             preds = [label_mod.decode(z[s], log_weights=log_w) for s in self._chunks(len(z), batch_size)]
         return torch.cat(preds).cpu() if preds else torch.zeros(0, dtype=torch.long)
 
-    def trained_with_ce(self, field: str, label_field: str | None) -> bool:
-        """Whether ``field`` was aligned with ``label_field`` by the supervised ``"ce"`` baseline form."""
-        return any(a.form == "ce" and a.source == field and a.target == label_field for a in self.model.align)
+    def anchor_classifier(self, field: str, label_field: str | None) -> Objective | None:
+        """The objective of an ``align`` term from ``field`` to ``label_field`` that classifies the anchors
+        itself (the supervised ``"ce"`` baseline), or None: classification goes through the label flow."""
+        for a in self.model.align:
+            if a.source == field and a.target == label_field:
+                objective = a.objective()
+                if objective.classifies_anchors:
+                    return objective
+        return None
 
     def embed(
         self,

@@ -24,17 +24,15 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lzn_lightning import distributed as D
-from lzn_lightning.baselines import BASELINE_FORMS, baseline_logits
 from lzn_lightning.checkpoints import BANK_PREFIX, check_fits, first_line, read_checkpoint
 from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
 from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
 from lzn_lightning.inference import LZNInference
-from lzn_lightning.latent import alignment_loss, compute_latent, nearest_anchor, trace_back
+from lzn_lightning.latent import compute_latent
 from lzn_lightning.modality import Modality
 from lzn_lightning.seeding import mix_seed, trainer_seed
 
@@ -266,27 +264,20 @@ class LZNLightningModule(pl.LightningModule):
                 batch[field], z, batch, self.generator()
             )
         for a in self.align:
-            if a.form in BASELINE_FORMS:  # a baseline objective on the anchors themselves: no latent flow
+            objective = a.objective()
+            if objective.needs_latents:
+                if a.source not in latents:
+                    latents[a.source] = self.latents_of(anchors_of(a.source), noise_scale)
+                source = latents[a.source]
+            else:  # a baseline objective on the anchors themselves: no latent flow
                 source = anchors_of(a.source)
-                target_anchors, targets, _ = self._zones(a, anchors_of(a.target), batch, weighted=False)
-                logits = baseline_logits(a.form, source, target_anchors, a.temperature)  # [b, n]
-                losses[f"align/{a.source}->{a.target}"] = a.weight * F.cross_entropy(logits, targets)
-                with torch.no_grad():
-                    stats[f"zone_acc/{a.source}->{a.target}"] = (logits.argmax(1) == targets).float().mean()
-                continue
-            if a.source not in latents:
-                latents[a.source] = self.latents_of(anchors_of(a.source), noise_scale)
-            z = latents[a.source]
-            weighted = train and a.class_weights
+            weighted = train and a.class_weights and objective.weighs_zones
             target_anchors, targets, log_w = self._zones(a, anchors_of(a.target), batch, weighted)
-            point, logp = trace_back(z, target_anchors, a.steps, log_w, targets)
-            assert logp is not None
-            losses[f"align/{a.source}->{a.target}"] = a.weight * alignment_loss(logp, a.cutoff, a.form)
-            with torch.no_grad():
-                stats[f"zone_acc/{a.source}->{a.target}"] = (
-                    (nearest_anchor(point, target_anchors) == targets).float().mean()
-                )
-                stats[f"zone_prob/{a.source}->{a.target}"] = logp[-1].exp().mean()
+            term = objective.align(source, target_anchors, targets, log_w)
+            losses[f"align/{a.source}->{a.target}"] = a.weight * term.loss
+            stats[f"zone_acc/{a.source}->{a.target}"] = term.zone_accuracy
+            if term.zone_probability is not None:
+                stats[f"zone_prob/{a.source}->{a.target}"] = term.zone_probability
         if not losses:
             raise ValueError("nothing to train: no decoder on latent_from and no align terms")
         for field, a in anchors.items():

@@ -11,7 +11,7 @@ import torch
 from tiny_lzn import IMAGE, LABEL, tiny_data, tiny_trainer
 
 from lzn_lightning import LZNLightningModule
-from lzn_lightning.baselines import baseline_loss, infonce_logits, prototype_logits
+from lzn_lightning.objectives import infonce_logits, make_objective, prototype_logits
 from lzn_lightning.config import AlignConfig
 
 
@@ -26,7 +26,8 @@ def test_infonce_matches_brute_force() -> None:
         row = [float(src[i] @ tgt[j] / (src[i].norm() * tgt[j].norm()) / 0.2) for j in range(7)]
         torch.testing.assert_close(logits[i], torch.tensor(row, dtype=torch.float64))
         expected += -(row[int(index[i])] - math.log(sum(math.exp(r) for r in row))) / 5
-    assert abs(float(baseline_loss("infonce", src, tgt, index, 0.2)) - expected) < 1e-12
+    infonce = make_objective("infonce", temperature=0.2)
+    assert abs(float(infonce.align(src, tgt, index, None).loss) - expected) < 1e-12
 
 
 def test_prototype_ce_matches_brute_force() -> None:
@@ -41,7 +42,7 @@ def test_prototype_ce_matches_brute_force() -> None:
     # the decision is the nearest class anchor
     assert torch.equal(logits.argmax(1), torch.cdist(a, table).argmin(1))
     expected = -sum(float(torch.log_softmax(logits[i], 0)[labels[i]]) for i in range(6)) / 6
-    assert abs(float(baseline_loss("ce", a, table, labels)) - expected) < 1e-12
+    assert abs(float(make_objective("ce").align(a, table, labels, None).loss) - expected) < 1e-12
 
 
 BAD = [({"form": "simclr"}, "align form must be one of"), ({"form": "infonce", "temperature": 0.0}, "temperature")]

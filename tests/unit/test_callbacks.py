@@ -24,12 +24,14 @@ from lzn_lightning.callbacks import (
     ReconstructionL2,
     SampleGrid,
     ZoneAccuracy,
+)
+from lzn_lightning.metrics import (
+    features_of,
     frechet_distance,
     knn_accuracy,
     linear_probe_accuracy,
     train_classifier,
 )
-from lzn_lightning.callbacks.fid import features_of
 
 
 # ---------------------------------------------------------------------------------------- known answers

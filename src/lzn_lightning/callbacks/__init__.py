@@ -5,17 +5,17 @@ AdamStepMix (which loss term makes each group's Adam step).
 Configure them in a recipe under ``trainer.callbacks`` by short name, e.g.
 ``- {class_path: ZoneAccuracy, init_args: {noise_scales: [0.0, 1.0]}}``. Each evaluation callback runs on
 rank 0 with the EMA weights after validation loops and ``lzn test``, logs its metrics through the Lightning
-loggers and prints a line saying what it computed.
+loggers and prints a line saying what it computed. The metric functions they (and the benchmarks) compute
+live in :mod:`lzn_lightning.metrics`.
 """
 
 from lzn_lightning.callbacks.adam_step_mix import AdamStepMix
 from lzn_lightning.callbacks.anchor_bank import AnchorBank
 from lzn_lightning.callbacks.base import EvalCallback, split_data
-from lzn_lightning.callbacks.classifier import SmallCNN, train_classifier
 from lzn_lightning.callbacks.conditional import ConditionalSampleAccuracy
-from lzn_lightning.callbacks.fid import FID, InceptionFeatures, frechet_distance
+from lzn_lightning.callbacks.fid import FID
 from lzn_lightning.callbacks.gradient_mix import LossGradientMix
-from lzn_lightning.callbacks.probe import KNN, LinearProbe, knn_accuracy, linear_probe_accuracy
+from lzn_lightning.callbacks.probe import KNN, LinearProbe
 from lzn_lightning.callbacks.reconstruction import ReconstructionL2
 from lzn_lightning.callbacks.samples import SampleGrid
 from lzn_lightning.callbacks.text_samples import TextSamples
@@ -28,17 +28,11 @@ __all__ = [
     "AnchorBank",
     "ConditionalSampleAccuracy",
     "EvalCallback",
-    "InceptionFeatures",
     "LinearProbe",
     "LossGradientMix",
     "ReconstructionL2",
     "SampleGrid",
-    "SmallCNN",
     "TextSamples",
     "ZoneAccuracy",
-    "frechet_distance",
-    "knn_accuracy",
-    "linear_probe_accuracy",
     "split_data",
-    "train_classifier",
 ]

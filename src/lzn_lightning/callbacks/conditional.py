@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from lzn_lightning.callbacks.base import EvalCallback, num_classes_of, split_data
-from lzn_lightning.callbacks.classifier import predict, train_classifier
 from lzn_lightning.callbacks.fid import _held_out
+from lzn_lightning.metrics import label_accuracy, predict, train_classifier
 
 
 class ConditionalSampleAccuracy(EvalCallback):
@@ -57,7 +57,7 @@ class ConditionalSampleAccuracy(EvalCallback):
             if self.classifier is not None:
                 acc = None
                 if held_out is not None:
-                    acc = float((predict(self.classifier, held_out[0]) == held_out[1]).float().mean())
+                    acc = label_accuracy(predict(self.classifier, held_out[0]), held_out[1])
                 self._judge = (self.classifier, acc, f"user classifier {type(self.classifier).__name__}")
             else:
                 images, labels = split_data(trainer, pl_module, "train")

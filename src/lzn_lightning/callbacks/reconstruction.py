@@ -7,7 +7,8 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lzn_lightning.callbacks.base import EvalCallback, split_data
-from lzn_lightning.inference import LZNInference, mean_reconstruction_l2
+from lzn_lightning.inference import LZNInference
+from lzn_lightning.metrics import mean_reconstruction_l2
 
 
 class ReconstructionL2(EvalCallback):

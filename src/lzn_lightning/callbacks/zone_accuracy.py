@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 
 from lzn_lightning.callbacks.base import EvalCallback, num_classes_of, split_data
+from lzn_lightning.metrics import label_accuracy
 
 
 class ZoneAccuracy(EvalCallback):
@@ -84,7 +85,7 @@ class ZoneAccuracy(EvalCallback):
                         images, context=ctx, noise_scale=s, class_weights=w, batch_size=batch_size,
                         seed=self.seed, progress=False,
                     )  # fmt: skip
-                    metrics[f"{name}/{ctx}/noise{s:g}"] = float((pred == labels).float().mean())
+                    metrics[f"{name}/{ctx}/noise{s:g}"] = label_accuracy(pred, labels)
         metrics = {"zone_acc": metrics[f"zone_acc/{contexts[0]}/noise{self.noise_scales[0]:g}"], **metrics}
         bank = m.anchor_bank
         what = (

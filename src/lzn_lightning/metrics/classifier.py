@@ -1,4 +1,4 @@
-"""A small CNN classifier trained inside a callback: FID features and the conditional-sample judge.
+"""A small CNN classifier trained on the run's own data: FID features and the conditional-sample judge.
 
 The standard Inception network cannot be downloaded on machines without network, and is a poor judge of 8x8
 or 28x28 digits anyway; a small CNN trained on the run's own training split is the usual substitute for
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lzn_lightning.metrics.accuracy import label_accuracy
 
 
 class SmallCNN(nn.Module):
@@ -149,4 +151,4 @@ def predict(net: nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
 @torch.no_grad()
 def accuracy(net: nn.Module, images: Tensor, labels: Tensor) -> float:
     """Fraction of images whose predicted class is the label."""
-    return float((predict(net, images) == labels.cpu()).float().mean())
+    return label_accuracy(predict(net, images), labels.cpu())
