@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,11 @@ from lzn_lightning.data import (
 )
 from lzn_lightning.data.resumable import ResumableSampler
 from lzn_lightning.data.transforms import blur_kernel_size, two_view_transform
+
+
+def _delivered(dm: Any, loader: Any) -> dict[str, torch.Tensor]:
+    """The first batch of ``loader`` as the model receives it (views finished on the device)."""
+    return dm.on_after_batch_transfer(next(iter(loader)), 0)
 
 
 def _check_batch(
@@ -375,7 +381,7 @@ def test_image_folder_flat(tmp_path: Path) -> None:
     two = ImageFolderDataModule(root=str(tmp_path / "flat"), size=8, batch_size=4, two_views=True)
     two.setup("fit")
     assert len(two.val_dataset) == 0  # type: ignore[arg-type]
-    _check_batch(next(iter(two.train_dataloader())), (3, 8, 8), 4, two_views=True, labelled=False)
+    _check_batch(_delivered(two, two.train_dataloader()), (3, 8, 8), 4, two_views=True, labelled=False)
 
 
 def test_image_folder_class_subfolders(tmp_path: Path) -> None:
@@ -406,8 +412,8 @@ def test_imagenet_layout(tmp_path: Path) -> None:
     dm = ImageNetDataModule(root=str(tmp_path), size=16, batch_size=4, num_workers=0)
     assert dm.num_classes == 2 and dm.two_views
     dm.setup("fit")
-    _check_batch(next(iter(dm.train_dataloader())), (3, 16, 16), 4, two_views=True, num_classes=2)
-    _check_batch(next(iter(dm.val_dataloader())), (3, 16, 16), 2, two_views=True, num_classes=2)
+    _check_batch(_delivered(dm, dm.train_dataloader()), (3, 16, 16), 4, two_views=True, num_classes=2)
+    _check_batch(_delivered(dm, dm.val_dataloader()), (3, 16, 16), 2, two_views=True, num_classes=2)
     single = ImageNetDataModule(root=str(tmp_path), size=16, batch_size=4, two_views=False, num_workers=0)
     _check_batch(next(iter(single.train_dataloader())), (3, 16, 16), 4, num_classes=2)
     _check_batch(next(iter(single.val_dataloader())), (3, 16, 16), 2, num_classes=2)
@@ -422,7 +428,8 @@ def test_imagenet_views_are_always_blurred_as_in_the_paper() -> None:
                    and any(isinstance(o, v2.GaussianBlur) for o in op.transforms)]  # fmt: skip
         return direct, wrapped
 
-    direct, wrapped = blur_ops(ImageNetDataModule(root="unused", size=224).view_transform())
+    in_workers = ImageNetDataModule(root="unused", size=224, photometric_on_device=False)
+    direct, wrapped = blur_ops(in_workers.view_transform())  # on the device: tests/unit/test_photometric.py
     assert len(direct) == 1 and not wrapped and tuple(direct[0].kernel_size) == (23, 23)
     direct, wrapped = blur_ops(two_view_transform(224))  # SimCLR's p=0.5 stays the default elsewhere
     assert not direct and len(wrapped) == 1 and wrapped[0].p == 0.5
