@@ -48,7 +48,8 @@ class ImageModality(Modality):
             32 groups of at least 8 dimensions, learnable scale, zero bias, as the reference's ResNet projection
             head ends; ``true`` is an alias) or ``"batch"`` (each dimension standardised over the batch, then
             multiplied by ``anchor_scale``; running statistics at evaluation). ``"batch"`` keeps the anchors from
-            drifting away from the origin or growing, which made short CPU runs diverge (docs/results.md).
+            drifting away from the origin or growing, which made short CPU runs diverge
+            (docs/notes/2026-12-01-anchor-drift.md).
             timm encoders always end with the GroupNorm.
         anchor_scale: Per-dimension standard deviation of the anchors with ``anchor_norm="batch"``. Why 0.15:
             the spread an unconstrained tower starts with (anchor norm ~0.8 at d=32); at 1.0 (the latent's

@@ -5,7 +5,7 @@ that do not fit end in one line naming the first tensor, and nothing is written.
 The fixtures (tests/overrides/authors_checkpoint.py) are written in the layout of the authors' trainers
 (networks under ``model.module.``, EMA lists in ``parameters()`` order, the decoder's ``sigmas`` buffer,
 optimiser and scheduler state). That the layout is the authors' own is checked against their code by
-tests/unit/test_paper_networks.py (names and shapes) and by the scratch comparison in docs/results.md
+tests/unit/test_paper_networks.py (names and shapes) and by the scratch comparison in docs/performance.md
 (outputs).
 """
 

@@ -4,7 +4,7 @@ Networks under ``model.module.`` (or plain), their EMA as ``{"decay", "num_updat
 the trainable parameters in ``parameters()`` order, the decoder's float64 ``sigmas`` table, optimiser and
 scheduler state. Every tensor is redrawn so no zero-initialised layer can hide a wrong mapping, and the EMA
 differs from the raw weights. That the layout is the authors' own is checked against their code by
-tests/unit/test_paper_networks.py (names, shapes) and by the scratch comparison in docs/results.md (outputs).
+tests/unit/test_paper_networks.py (names, shapes) and by the scratch comparison in docs/performance.md (outputs).
 """
 
 from __future__ import annotations
