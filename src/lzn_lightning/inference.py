@@ -95,11 +95,7 @@ class LZNInference:
         field with an encoder."""
         model = self.model
         if field is not None:
-            if field not in model.field_map:
-                raise ValueError(
-                    f"{field!r} is not a field of this model; its fields: {sorted(model.field_map)}"
-                )
-            m = model.modality(field)
+            m = model.modality(self._field(field))
             if m.kind != "instance" or not m.has_encoder:
                 raise ValueError(
                     f"field {field!r} ({type(m).__name__}) has no encoder to compute latents from"
@@ -142,11 +138,7 @@ class LZNInference:
         first field with a decoder."""
         model = self.model
         if target is not None:
-            if target not in model.field_map:
-                raise ValueError(
-                    f"{target!r} is not a field of this model; its fields: {sorted(model.field_map)}"
-                )
-            if not model.modality(target).has_decoder:
+            if not model.modality(self._field(target)).has_decoder:
                 raise ValueError(f"field {target!r} ({type(model.modality(target)).__name__}) has no decoder")
             return target
         candidates = ([model.latent_from] if model.latent_from else []) + list(model.field_map)
@@ -513,15 +505,14 @@ class LZNInference:
     ) -> tuple[Tensor, Tensor | None]:
         """(latents [b, d], the chunk's given classes or None) of the items ``s`` of a generation request."""
         b, d = s.stop - s.start, self.model.latent_dim
-        if z_items is not None:  # an instance-field condition: latents computed beforehand
-            y = request.decoder_labels[s].to(self.device) if request.decoder_labels is not None else None
-            return z_items[s], y
-        if request.field is not None:  # class indices: latents inside their zones
+        if z_items is None and request.field is not None:  # class indices: latents inside their zones
             y = self._on_device(request.data[s])  # type: ignore[index]
             # drawn even at noise_scale 0, so the decoder's draws that follow do not depend on the scale
             noise = noise_scale * torch.randn(b, d, generator=g, device=self.device)
             return self._zone_latents(y, request.field, noise), y
         y = request.decoder_labels[s].to(self.device) if request.decoder_labels is not None else None
+        if z_items is not None:  # an instance-field condition: latents computed beforehand
+            return z_items[s], y
         return torch.randn(b, d, generator=g, device=self.device), y  # LZN latents: N(0, I)
 
     def _decoder_labels(
