@@ -21,7 +21,6 @@ mistake ends with one ``error:`` line and exit status 2; an existing ``--out`` i
 from __future__ import annotations
 
 import argparse
-import csv
 import inspect
 import os
 import sys
@@ -33,7 +32,7 @@ import torch
 from torch import Tensor
 
 from lzn_lightning.inference import LZNInference
-from lzn_lightning.user_files import InputError, load_images, npz_columns
+from lzn_lightning.user_files import InputError, load_images, npz_columns, write_csv
 
 __all__ = ["InputError", "build_parser", "fail", "load_images", "run_inference_command"]
 
@@ -265,10 +264,7 @@ def _classify(model: Any, args: argparse.Namespace) -> str:
     if out.suffix.lower() == ".npy":
         np.save(out, preds)
     else:
-        with out.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["index", *columns, "label"])
-            w.writerows([i, *(values[i] for values in columns.values()), int(y)] for i, y in enumerate(preds))
+        write_csv(out, "label", [int(y) for y in preds], columns)
     return f"wrote {len(preds)} labels to {out}"
 
 

@@ -145,8 +145,15 @@ def write_texts(
     path = Path(path)
     if path.suffix.lower() == ".txt":
         path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-        return
-    with path.open("w", newline="") as f:
+    else:
+        write_csv(path, name, texts, columns)
+
+
+def write_csv(
+    path: str | Path, name: str, values: Sequence[Any], columns: Mapping[str, Sequence[Any]]
+) -> None:
+    """A CSV of one row per item: its index, the other per-item ``columns``, then ``values`` under ``name``."""
+    with Path(path).open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", *columns, name])
-        w.writerows([i, *(values[i] for values in columns.values()), t] for i, t in enumerate(texts))
+        w.writerows([i, *(col[i] for col in columns.values()), v] for i, v in enumerate(values))
