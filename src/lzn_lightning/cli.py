@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 # Whether the user asked for offline Hugging Face access (then lzn import-reference reads the cache only).
 USER_HF_OFFLINE = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
@@ -129,9 +130,14 @@ def recipe_cli(args: list[str]) -> RecipeRun:
     return build_run([], args, logger=False, checkpoints=False, recipe_callbacks=False)
 
 
-def _lzn_cli(args: list[str] | None, run: bool = True) -> LZNCLI:
-    """LightningCLI with lzn's model, data and defaults (``args=None``: it reads ``sys.argv`` itself)."""
-    return LZNCLI(
+def _lzn_cli(
+    args: list[str] | None, run: bool = True, cli_class: Callable[..., LZNCLI] = LZNCLI, **kwargs: Any
+) -> LZNCLI:
+    """LightningCLI with lzn's model, data and defaults (``args=None``: it reads ``sys.argv`` itself).
+
+    ``cli_class`` and ``kwargs`` (more LightningCLI arguments) serve :func:`lzn_lightning.recipes.build_run`.
+    """
+    return cli_class(
         LZNLightningModule,
         LZNDataModule,
         subclass_mode_data=True,
@@ -139,6 +145,7 @@ def _lzn_cli(args: list[str] | None, run: bool = True) -> LZNCLI:
         auto_configure_optimizers=False,
         run=run,
         args=args,
+        **kwargs,
     )
 
 

@@ -15,6 +15,7 @@ is ``lzn fit --config recipes/digits_joint.yaml --config benchmarks/overlays/sup
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 
-from lzn_lightning.cli import LZNCLI
+from lzn_lightning.cli import LZNCLI, _lzn_cli
 from lzn_lightning.data import LZNDataModule
 from lzn_lightning.module import LZNLightningModule
 
@@ -130,15 +131,10 @@ def build_run(
     keep = _CallbackFilter(recipe=recipe_callbacks, checkpoints=checkpoints is not False)
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees both args= and a command line
     try:
-        cli = _RunCLI(
-            keep,
-            LZNLightningModule,
-            LZNDataModule,
-            subclass_mode_data=True,
-            seed_everything_default=0,
-            auto_configure_optimizers=False,
+        cli = _lzn_cli(
+            args,
             run=False,
-            args=args,
+            cli_class=functools.partial(_RunCLI, keep),
             trainer_defaults={"callbacks": list(callbacks)},
             # config.yaml goes to the log folder, as with lzn fit; without a logger it would land in
             # default_root_dir, where the next run of a benchmark would refuse to overwrite it.
