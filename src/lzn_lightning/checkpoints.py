@@ -130,3 +130,38 @@ def check_fits(model: nn.Module, ckpt: dict[str, Any], path: str | Path) -> None
         f"{path} holds another model's weights than this configuration builds: {'; '.join(parts)} tensors. "
         "Use the recipe (and overrides) the checkpoint was trained with"
     )
+
+
+def start_next_epoch_after_finished_one(checkpoint: dict[str, Any]) -> bool:
+    """Make a checkpoint written after an epoch's last batch resume with a whole new epoch.
+
+    After the last batch of an epoch Lightning (2.6) can write a checkpoint with the epoch not yet counted as
+    done (``on_train_epoch_end``, or a validation after that batch) or done (the end of a run stopped by
+    ``max_steps``), each time with the batch counters of the epoch still at its end (``is_last_batch`` true).
+    Lightning resumes those states with these counters: it ends the resumed epoch after one batch, or at
+    once, and the data of the resumed run skip part of an epoch. Here the epoch is counted as done and the
+    batch counters are those of an epoch not yet started, the state Lightning itself resumes from when the
+    checkpoint was written in the last batch's ``on_train_batch_end`` (which is left as it is). The training
+    loader then starts the next epoch from its beginning, as its own state says
+    (:class:`~lzn_lightning.data.resumable.ResumableDataLoader`).
+
+    Args:
+        checkpoint: The checkpoint dict, changed in place (its ``loops``, when it has them).
+
+    Returns:
+        Whether the loop state was changed.
+    """
+    fit = checkpoint.get("loops", {}).get("fit_loop", {})
+    epochs = fit.get("epoch_progress")
+    batches = fit.get("epoch_loop.batch_progress")
+    if not epochs or not batches or not batches.get("is_last_batch"):
+        return False
+    current = batches["current"]
+    if current["completed"] != current["processed"]:
+        return False  # written in the last batch's on_train_batch_end: Lightning resumes that one right
+    for counts in (epochs["total"], epochs["current"]):
+        done = counts["started"]  # epochs whose batches ran, the last one included
+        counts.update(ready=done, started=done, processed=done, completed=done)
+    batches["current"] = dict.fromkeys(current, 0)
+    batches["is_last_batch"] = False
+    return True

@@ -27,7 +27,13 @@ import torch
 from torch import Tensor, nn
 
 from lzn_lightning import distributed as D
-from lzn_lightning.checkpoints import BANK_PREFIX, check_fits, first_line, read_checkpoint
+from lzn_lightning.checkpoints import (
+    BANK_PREFIX,
+    check_fits,
+    first_line,
+    read_checkpoint,
+    start_next_epoch_after_finished_one,
+)
 from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
 from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
@@ -549,6 +555,11 @@ class LZNLightningModule(pl.LightningModule):
 
     def on_predict_epoch_end(self) -> None:
         self._swap_out()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume a run that ended with a complete epoch at the start of the next one (Lightning reads it
+        before the loops' state)."""
+        start_next_epoch_after_finished_one(checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Live weights in ``state_dict`` (EMA under ``ema.*``); randomness needs no state (see above)."""

@@ -53,8 +53,9 @@ def _model(image: dict[str, Any] = IMAGE) -> LZNLightningModule:
 
 
 def _data() -> SyntheticDataModule:
+    # 44 images in batches of 8: 5 batches an epoch and 4 images left over (drop_last), as in every real split
     return SyntheticDataModule(
-        num_samples=40, num_test_samples=8, num_classes=3, image_shape=(1, 8, 8), batch_size=8,
+        num_samples=44, num_test_samples=8, num_classes=3, image_shape=(1, 8, 8), batch_size=8,
         eval_batch_size=8, two_views=True,
     )  # fmt: skip
 
@@ -112,6 +113,7 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[tuple[Any, pl.Tr
         ("steps", 7, 9),  # saved after step 7 (mid-epoch 1); steps 8 and 9 trained, then lost in the crash
         ("steps", 5, 7),  # saved after step 5, the last batch of epoch 0
         ("validation", 7, 8),  # saved when the validation after step 7 ends (how the recipes checkpoint)
+        ("validation", 10, 11),  # saved at the validation after the last batch of epoch 1
     ],
 )
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
@@ -139,6 +141,22 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
     for log in (first_log, resumed_log):
         for step, fingerprint in log.seen.items():
             assert fingerprint == reference_log.seen[step], f"step {step} read other data or drew other noise"
+
+
+@pytest.mark.parametrize("first", [5, 7])  # the first run ends with epoch 0, or 2 batches into epoch 1
+def test_a_finished_run_extended_to_more_steps_equals_the_longer_run(
+    straight: tuple[tuple[Any, pl.Trainer], BatchLog], tmp_path: Path, first: int
+) -> None:
+    ck = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    _fit(tmp_path / "a", [ck], max_steps=first)
+    assert torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)["global_step"] == first
+    log = BatchLog()
+    resumed = _fit(tmp_path / "b", [log], tmp_path / "ck" / "last.ckpt", enable_checkpointing=False)
+    reference, reference_log = straight
+    _assert_same_state(reference, resumed)
+    assert sorted(log.seen) == list(range(first + 1, STEPS + 1))
+    for step, fingerprint in log.seen.items():
+        assert fingerprint == reference_log.seen[step], f"step {step} read other data or drew other noise"
 
 
 def _imagenet_folder(root: Path) -> Path:

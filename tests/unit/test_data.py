@@ -25,7 +25,7 @@ from lzn_lightning.data import (
     TensorImageDataset,
     stratified_split,
 )
-from lzn_lightning.data.resumable import ResumableSampler
+from lzn_lightning.data.resumable import ResumableDataLoader, ResumableSampler
 from lzn_lightning.data.transforms import blur_kernel_size, two_view_transform
 
 
@@ -488,3 +488,51 @@ def test_vader_without_its_wheel_says_how_to_install(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(vader.resources, "files", missing)
     with pytest.raises(DatasetNotFoundError, match="make install"):
         vader.load_vader_lexicon()
+
+
+def _loader(n: int, batch_size: int, progress: tuple[int, bool] = (0, False)) -> ResumableDataLoader:
+    dataset = list(range(n))
+    return ResumableDataLoader(dataset, batch_size, ResumableSampler(dataset, 1, 0, seed=0), lambda: progress)
+
+
+def _epoch(sampler: ResumableSampler, epoch: int) -> list[tuple[int, int]]:
+    fresh = ResumableSampler(list(range(len(sampler))), 1, 0, seed=0)
+    fresh.set_epoch(epoch)
+    return list(fresh)
+
+
+@pytest.mark.parametrize("saved", [{"epoch_done": 1}, {}])  # {}: a checkpoint written before epoch_done
+def test_a_checkpoint_after_an_epochs_last_full_batch_resumes_with_the_next_epoch(saved: dict) -> None:
+    # 44 items in batches of 8: 5 batches an epoch, 4 items left over (drop_last), as every real split has
+    loader = _loader(44, 8)
+    loader.load_state_dict({"epoch": 0, "batches_done": 5, **saved})
+    batches = list(loader)
+    assert len(batches) == 5  # a whole epoch, not the 4 left-over items (no batch at all)
+    assert loader.sampler.epoch == 1
+    assert [int(i) for b in batches for i in b] == [i for i, _ in _epoch(loader.sampler, 1)[:40]]
+
+
+def test_a_mid_epoch_checkpoint_resumes_after_its_trained_batches() -> None:
+    loader = _loader(44, 8)
+    loader.load_state_dict({"epoch": 2, "batches_done": 3, "epoch_done": 0})
+    rest = [int(i) for b in loader for i in b]
+    assert rest == [i for i, _ in _epoch(loader.sampler, 2)[24:40]]  # batches 4 and 5 of epoch 2
+
+
+def test_the_loader_saves_whether_its_last_trained_batch_ended_the_epoch() -> None:
+    assert _loader(44, 8, (5, True)).state_dict() == {"epoch": 0, "batches_done": 5, "epoch_done": 1}
+    assert _loader(44, 8, (2, False)).state_dict() == {"epoch": 0, "batches_done": 2, "epoch_done": 0}
+
+
+def test_after_a_resume_the_data_epochs_follow_on_whatever_the_trainers_epoch_count() -> None:
+    """A run stopped by max_steps mid-epoch ends the trainer's epoch there; extended, the trainer counts a new
+    epoch while the data must finish the interrupted one, then go on with the next."""
+    sampler = ResumableSampler(list(range(40)), 1, 0, seed=0)
+    sampler.resume(1, 16)
+    sampler.set_epoch(2)  # the trainer's count after its (cut-short) epoch 1
+    assert list(sampler) == _epoch(sampler, 1)[16:]
+    sampler.set_epoch(3)
+    assert list(sampler) == _epoch(sampler, 2)
+    plain = ResumableSampler(list(range(40)), 1, 0, seed=0)
+    plain.set_epoch(3)  # without a resume the trainer's epoch is the data's
+    assert list(plain) == _epoch(plain, 3)

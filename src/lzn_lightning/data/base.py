@@ -196,12 +196,14 @@ class LZNDataModule(pl.LightningDataModule):
         """This process's rank among the ``world_size`` devices (0 without a trainer)."""
         return int(getattr(self.trainer, "global_rank", 0) or 0) if self.trainer is not None else 0
 
-    def _trained_batches(self) -> int:
-        """Batches of the current epoch the trainer has trained (0 without a fitting trainer)."""
+    def _training_progress(self) -> tuple[int, bool]:
+        """(batches of the current epoch the trainer has trained, whether the last of them ended the epoch);
+        (0, False) without a fitting trainer."""
         trainer = self.trainer
         if trainer is None or trainer.state.fn != TrainerFn.FITTING:
-            return 0
-        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+            return 0, False
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        return int(progress.current.processed), bool(progress.is_last_batch)
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.num_workers
@@ -212,7 +214,7 @@ class LZNDataModule(pl.LightningDataModule):
         }
         if train:
             sampler = ResumableSampler(dataset, self.world_size, self.global_rank, trainer_seed())
-            return ResumableDataLoader(dataset, batch_size, sampler, self._trained_batches, **common)
+            return ResumableDataLoader(dataset, batch_size, sampler, self._training_progress, **common)
         return DataLoader(dataset, batch_size=batch_size, drop_last=self.eval_drop_last, **common)
 
     def train_dataloader(self) -> DataLoader:

@@ -61,6 +61,12 @@ class ResumableSampler(DistributedSampler):
     A DistributedSampler subclass, so Lightning keeps it under DDP instead of wrapping it. After
     :meth:`resume`, the next iteration is of the given epoch and skips the samples already trained.
 
+    The epoch of the *data* is the sampler's own: the trainer's ``set_epoch(e)`` gives its epoch count, which
+    can run ahead of the data after a resume. A run that stops at ``max_steps`` mid-epoch ends the trainer's
+    epoch there, so the same run extended from its last checkpoint starts a new trainer epoch while the data
+    must go on with the rest of the interrupted one. The first ``set_epoch`` after :meth:`resume` fixes the
+    offset between the two counts, and every later epoch keeps it.
+
     Args:
         dataset: The training dataset (only its length is used).
         num_replicas: Number of ranks sharing the epoch.
@@ -71,11 +77,22 @@ class ResumableSampler(DistributedSampler):
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self._skip = 0
+        self._offset = 0  # the data's epoch minus the trainer's epoch count
+        self._resumed_epoch: int | None = None  # set by resume() until the trainer's next set_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start the data epoch that follows the trainer's epoch ``epoch`` (see the class docstring)."""
+        if self._resumed_epoch is not None:
+            self._offset = self._resumed_epoch - epoch
+            self._resumed_epoch = None
+        super().set_epoch(epoch + self._offset)
 
     def resume(self, epoch: int, samples_done: int) -> None:
-        """Make the next iteration the rest of ``epoch`` after this rank's first ``samples_done`` samples."""
-        self.set_epoch(epoch)
+        """Make the next iteration the rest of data epoch ``epoch`` after this rank's first ``samples_done``
+        samples."""
+        super().set_epoch(epoch)
         self._skip = samples_done
+        self._resumed_epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         indices = list(super().__iter__())[self._skip :]
@@ -91,8 +108,9 @@ class ResumableDataLoader(DataLoader):
         dataset: The training dataset (wrapped in :class:`SeededDataset` here).
         batch_size: Samples per batch on this rank (the last incomplete batch is dropped).
         sampler: This rank's sampler.
-        trained_batches: Number of batches of the current epoch already *trained* (not fetched: Lightning
-            fetches one batch ahead), e.g. read from the trainer's progress.
+        progress: ``(batches, epoch_done)``: the number of batches of the current epoch already *trained*
+            (not fetched: Lightning fetches one batch ahead) and whether that was the epoch's last batch, e.g.
+            read from the trainer's progress.
         **kwargs: Other DataLoader arguments (workers, pinning).
     """
 
@@ -101,23 +119,31 @@ class ResumableDataLoader(DataLoader):
         dataset: Dataset,
         batch_size: int,
         sampler: ResumableSampler,
-        trained_batches: Callable[[], int],
+        progress: Callable[[], tuple[int, bool]],
         **kwargs: Any,
     ) -> None:
         super().__init__(
             SeededDataset(dataset), batch_size=batch_size, sampler=sampler, drop_last=True, **kwargs
         )
-        self._trained_batches = trained_batches
+        self._progress = progress
 
     def state_dict(self) -> dict[str, int]:
-        """``{"epoch", "batches_done"}`` of training so far (saved by Lightning in the fit-loop state)."""
+        """``{"epoch", "batches_done", "epoch_done"}`` of training so far (saved by Lightning in the fit-loop
+        state); ``epoch_done`` is 1 when the last trained batch ended the epoch."""
         epoch = int(self.sampler.epoch)  # type: ignore[attr-defined]
-        return {"epoch": epoch, "batches_done": int(self._trained_batches())}
+        batches, done = self._progress()
+        return {"epoch": epoch, "batches_done": int(batches), "epoch_done": int(done)}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Make the next iteration continue the checkpointed epoch after its trained batches."""
+        """Make the next iteration continue the checkpointed epoch after its trained batches, or start the
+        next epoch when the checkpoint was written after the epoch's last batch."""
         sampler: ResumableSampler = self.sampler  # type: ignore[assignment]
-        epoch, skip = int(state_dict["epoch"]), int(state_dict["batches_done"]) * int(self.batch_size or 1)
-        if skip >= len(sampler):  # saved at the end of an epoch: the next one starts from its beginning
-            epoch, skip = epoch + 1, 0
-        sampler.resume(epoch, skip)
+        batch_size = int(self.batch_size or 1)
+        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches_done"])
+        # Checkpoints written before "epoch_done" was saved: the epoch is over when no full batch is left
+        # (drop_last: a split of 1,258 items in batches of 256 ends after 4 batches, with 234 items unread).
+        done = state_dict.get("epoch_done", batches >= len(sampler) // batch_size)
+        if done:  # the next epoch starts from its beginning
+            sampler.resume(epoch + 1, 0)
+        else:
+            sampler.resume(epoch, batches * batch_size)
