@@ -187,3 +187,39 @@ def test_anchor_bank_is_stored_in_the_model(fitted: dict[str, Any]) -> None:
 def test_fid_rejects_an_unknown_feature_extractor() -> None:
     with pytest.raises(ValueError, match="feature_extractor"):
         FID(feature_extractor="vgg")
+
+
+class _CountingEval(ZoneAccuracy):
+    """Records the step of every evaluation instead of computing one."""
+
+    def __init__(self, every_n_validations: int = 3) -> None:
+        super().__init__(every_n_validations=every_n_validations)
+        self.steps: list[int] = []
+
+    def _run_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.steps.append(trainer.global_step)
+
+
+def test_a_resumed_run_evaluates_at_the_steps_of_the_uninterrupted_one(tmp_path: Path) -> None:
+    """The count of validations travels in the checkpoint: every 3rd validation is at steps 3 and 6 whether
+    or not the run stops at step 4 and resumes (without it the resumed run would evaluate at step 7)."""
+    every = {"limit_val_batches": 1, "val_check_interval": 1, "check_val_every_n_epoch": None}
+    straight = _CountingEval()
+    pl.seed_everything(0)
+    tiny_trainer(tmp_path / "s", 6, [straight], **every).fit(tiny_model(), tiny_data())
+    first, again = _CountingEval(), _CountingEval()
+    ck = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    pl.seed_everything(0)
+    tiny_trainer(tmp_path / "a", 4, [first, ck], enable_checkpointing=True, **every).fit(
+        tiny_model(), tiny_data()
+    )
+    pl.seed_everything(0)
+    resumed = tiny_trainer(tmp_path / "b", 6, [again], **every)
+    resumed.fit(tiny_model(), tiny_data(), ckpt_path=tmp_path / "ck" / "last.ckpt")
+    assert straight.steps == [3, 6]
+    assert first.steps + again.steps == [3, 6]
+
+
+def test_two_evaluation_callbacks_of_one_class_keep_their_own_state() -> None:
+    assert ZoneAccuracy(split="val").state_key != ZoneAccuracy(split="test").state_key
+    assert ZoneAccuracy(split="val").state_key == ZoneAccuracy(split="val").state_key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning.pytorch as pl
@@ -35,6 +36,24 @@ class EvalCallback(pl.Callback):
         self.on_test = on_test
         self._validations = 0
         self.last: dict[str, float] = {}
+
+    @property
+    def state_key(self) -> str:
+        """Unique per class and settings: two callbacks of one class keep their own count in a checkpoint."""
+        names = inspect.signature(type(self).__init__).parameters  # the constructor's arguments, not state
+        settings = {
+            k: getattr(self, k) for k in names
+            if isinstance(getattr(self, k, None), (bool, int, float, str))
+        }  # fmt: skip
+        return self._generate_state_key(**settings)
+
+    def state_dict(self) -> dict[str, int]:
+        """The number of validations seen, so a resumed run evaluates at the same steps as the uninterrupted
+        one (e.g. the 4th validation of a 1,000-step recipe resumed from step 500)."""
+        return {"validations": self._validations}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._validations = int(state_dict.get("validations", 0))
 
     def compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[dict[str, float], str]:
         """Return ``({metric name: value}, one line saying what was computed)``."""
