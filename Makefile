@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test test-all test-ddp lint bench bench-gradients bench-quality bench-quality-mnist clean
+.PHONY: install test test-slow test-all test-ddp lint bench bench-gradients bench-quality bench-quality-mnist clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(BIN)/python  ## create .venv and install lzn-lightning with dev extra
 
 test:  ## fast suite: unit, integration, recipe smoke runs, DDP (CPU only, no network)
 	$(BIN)/pytest -m "not slow and not gpu" -q
+
+test-slow:  ## the slow tests alone: real recipes, real data (CI runs them after make test)
+	$(BIN)/pytest -m "slow and not gpu" -q
 
 test-all:  ## everything that runs on CPU, including slow real-data tests
 	$(BIN)/pytest -m "not gpu" -q
