@@ -96,6 +96,42 @@ def test_frozen_group_stops_changing_and_its_ema_too(tmp_path: Path) -> None:
     assert all(torch.equal(shadow[n], v) for n, v in ema_dec.items())
 
 
+class _LabelTables(pl.Callback):
+    """The live label anchor table after every training step."""
+
+    def __init__(self) -> None:
+        self.tables: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        self.tables.append(pl_module.modality("label").anchor_table().detach().clone())
+
+
+def test_label_anchor_ema_follows_the_papers_rule_through_a_frozen_phase(tmp_path: Path) -> None:
+    # The authors' label anchor EMA (generation_trainer.py:715-716, ema.py:42-66) steps after every
+    # successful step while the anchors train, with delta_k = min(decay, (1 + k) / (10 + k)); once
+    # num_label_anchor_iterations freezes them (:757-761) it stops, and evaluation still swaps it in
+    # (:258-260).
+    freeze, steps, decay = 2, 4, 0.9
+    # lr 1e-2 (not the paper's 1e-4): the table moves by ~1e-2 a step, far above float32 rounding
+    label = {"class_path": "LabelModality", "init_args": {"num_classes": 3, "lr": 1e-2}}
+    model = _model(
+        modalities={"image": IMAGE, "label": label}, freeze_after={"label.anchors": freeze}, ema_decay=decay
+    )
+    shadow = model.modality("label").anchor_table().detach().clone()
+    record = _LabelTables()
+    _trainer(tmp_path, steps, enable_checkpointing=False, callbacks=[record]).fit(model, _loader())
+    assert len(record.tables) == steps and int(model.ema.num_updates) == steps  # no step was skipped
+    assert all(torch.equal(t, record.tables[freeze - 1]) for t in record.tables[freeze:])  # frozen
+    for k, live in enumerate(record.tables[:freeze], start=1):
+        delta = min(decay, (1 + k) / (10 + k))
+        shadow = shadow - (1 - delta) * (shadow - live)
+    assert not torch.allclose(shadow, record.tables[-1])  # the EMA lags the live table: a real check below
+    torch.testing.assert_close(model.ema.shadow["label"].anchors, shadow, rtol=0, atol=1e-6)
+    with model.inference():
+        torch.testing.assert_close(model.modality("label").anchor_table(), shadow, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.modality("label").anchor_table(), record.tables[-1], rtol=0, atol=0)
+
+
 def test_ema_swaps_in_for_evaluation_and_back(tmp_path: Path) -> None:
     model = _model()
     with model.ema_weights():  # before any update: the live weights
