@@ -52,16 +52,36 @@ def _import(
     return _both(argv, capsys)
 
 
+def _assert_same(module: torch.nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    for name, value in module.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=lambda m, n=name: f"{n}: {m}")
+
+
 def _assert_holds(model: torch.nn.Module, weights: dict) -> None:
-    """Live weights = their raw weights; the EMA copy = their EMA (the frozen Fourier matrix: raw)."""
+    """Live weights = their raw weights; the EMA copy = their EMA (the frozen Fourier matrix: raw); our one
+    EMA update count = the largest of theirs."""
+    parts = []
     for part, field, module, _ in paper_networks(model):
         raw, ema = weights[part]
         shadow = model.ema.shadow[field] if part == "label_anchor" else getattr(model.ema.shadow[field], part)
-        for name, value in module.state_dict().items():
-            torch.testing.assert_close(value, raw[name], rtol=0, atol=0)
-        for name, value in shadow.state_dict().items():
-            torch.testing.assert_close(value, ema[name], rtol=0, atol=0)
-    assert int(model.ema.num_updates) == EMA_UPDATES
+        _assert_same(module, raw)
+        _assert_same(shadow, ema)
+        parts.append(part)
+    assert int(model.ema.num_updates) == max(EMA_UPDATES[p] for p in parts)
+
+
+def _assert_inference_uses_their_ema(model: torch.nn.Module, weights: dict) -> None:
+    """Inside ``model.inference()`` every network (the label anchor table too) holds their EMA, after it their
+    raw weights again: what the authors' evaluation swaps in (generation_trainer.py:249-268)."""
+    networks = list(paper_networks(model))
+    with model.inference():
+        for part, field, module, _ in networks:
+            _assert_same(module, weights[part][1])
+            if part == "label_anchor":  # the table inference reads, not only the parameter behind it
+                table = model.modality(field).anchor_table()
+                torch.testing.assert_close(table, weights[part][1]["anchors"], rtol=0, atol=0)
+    for part, _, module, _ in networks:
+        _assert_same(module, weights[part][0])
 
 
 @pytest.mark.parametrize("recipe", ["cifar10_joint", "afhq_cat_gen", "imagenet_repr"])
@@ -74,6 +94,11 @@ def test_import_holds_raw_and_ema_weights(recipe: str, wrapped: bool, tmp_path: 
     assert "wrote" in out and "iteration 5000" in out
     model = load_for_inference(tmp_path / "m.ckpt")
     _assert_holds(model, weights)
+    _assert_inference_uses_their_ema(model, weights)
+    # each network's own count, in the command's output and in the checkpoint's record of the import
+    counts = {part: EMA_UPDATES[part] for part, *_ in paper_networks(model)}
+    assert f"EMA updates {counts}" in out, out
+    assert torch.load(tmp_path / "m.ckpt", weights_only=True)["lzn_import"]["ema_updates"] == counts
     image = model.modality("image")
     x = torch.rand(3, image.channels, image.size, image.size) * 2 - 1
     with model.inference():  # the EMA weights: encode equals the encoder with their EMA list loaded
@@ -149,7 +174,8 @@ def test_fit_starts_from_an_imported_model(tmp_path: Path, capsys) -> None:
     )
     assert cli is not None
     model = cli.model
-    assert int(model.ema.num_updates) == EMA_UPDATES + 1  # the imported EMA went on by one step
+    # the imported EMA (its count: the largest of the networks') went on by one step
+    assert int(model.ema.num_updates) == max(EMA_UPDATES["encoder"], EMA_UPDATES["decoder"]) + 1
     # one Adam step moves each weight by at most ~lr; the imported weights are O(1)
     raw = weights["encoder"][0]
     moved = max(

@@ -11,7 +11,10 @@ from torch.utils.data import DataLoader
 
 from lzn_lightning import LZNLightningModule
 
-IMAGE = {"class_path": "ImageModality", "init_args": {"encoder_width": 8, "decoder_width": 8, "head_hidden": 16}}
+IMAGE = {
+    "class_path": "ImageModality",
+    "init_args": {"encoder_width": 8, "decoder_width": 8, "head_hidden": 16},
+}
 LABEL = {"class_path": "LabelModality", "init_args": {"num_classes": 3}}
 
 
@@ -31,13 +34,15 @@ def _loader(n: int = 24, batch: int = 8) -> DataLoader:
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 1, 8, 8, generator=g) * 2 - 1
     labels = torch.arange(n) % 3
-    return DataLoader([{"image": images[i], "label": labels[i]} for i in range(n)], batch_size=batch, drop_last=True)
+    return DataLoader(
+        [{"image": images[i], "label": labels[i]} for i in range(n)], batch_size=batch, drop_last=True
+    )
 
 
 def _trainer(tmp_path: Path, steps: int, **kw: object) -> pl.Trainer:
     return pl.Trainer(
-        max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, limit_val_batches=0, **kw,
+        max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0, **kw,
     )  # fmt: skip
 
 
@@ -45,7 +50,9 @@ def _params(model: LZNLightningModule, prefix: str = "") -> dict[str, torch.Tens
     return {n: p.detach().clone() for n, p in model.modalities.named_parameters() if n.startswith(prefix)}
 
 
-def test_non_finite_loss_skips_the_step_but_counts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_loss_skips_the_step_but_counts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = _model()
     before = _params(model)
     original = model.losses
@@ -56,14 +63,18 @@ def test_non_finite_loss_skips_the_step_but_counts_it(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(model, "losses", poisoned)
     # A skipped step does not advance trainer.global_step, so the run is bounded by the batches instead.
-    _trainer(tmp_path, 2, enable_checkpointing=False, max_epochs=1, limit_train_batches=2).fit(model, _loader())
+    _trainer(tmp_path, 2, enable_checkpointing=False, max_epochs=1, limit_train_batches=2).fit(
+        model, _loader()
+    )
     assert int(model.iteration) == 2  # counted, like the reference's iteration counter
     for name, value in _params(model).items():
         assert torch.equal(value, before[name]), f"{name} changed on a skipped step"
     assert int(model.ema.num_updates) == 0  # no EMA update without a real step
 
 
-def test_persistent_non_finite_loss_stops_with_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_persistent_non_finite_loss_stops_with_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = _model(max_consecutive_skips=3)
     monkeypatch.setattr(model, "losses", lambda batch, train: ({"x": torch.tensor(float("nan"))}, {}))
     with pytest.raises(FloatingPointError, match="3 consecutive training steps skipped"):
@@ -85,10 +96,49 @@ def test_frozen_group_stops_changing_and_its_ema_too(tmp_path: Path) -> None:
     assert all(torch.equal(shadow[n], v) for n, v in ema_dec.items())
 
 
+class _LabelTables(pl.Callback):
+    """The live label anchor table after every training step."""
+
+    def __init__(self) -> None:
+        self.tables: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        self.tables.append(pl_module.modality("label").anchor_table().detach().clone())
+
+
+def test_label_anchor_ema_follows_the_papers_rule_through_a_frozen_phase(tmp_path: Path) -> None:
+    # The authors' label anchor EMA (generation_trainer.py:715-716, ema.py:42-66) steps after every
+    # successful step while the anchors train, with delta_k = min(decay, (1 + k) / (10 + k)); once
+    # num_label_anchor_iterations freezes them (:757-761) it stops, and evaluation still swaps it in
+    # (:258-260).
+    freeze, steps, decay = 2, 4, 0.9
+    # lr 1e-2 (not the paper's 1e-4): the table moves by ~1e-2 a step, far above float32 rounding
+    label = {"class_path": "LabelModality", "init_args": {"num_classes": 3, "lr": 1e-2}}
+    model = _model(
+        modalities={"image": IMAGE, "label": label}, freeze_after={"label.anchors": freeze}, ema_decay=decay
+    )
+    shadow = model.modality("label").anchor_table().detach().clone()
+    record = _LabelTables()
+    _trainer(tmp_path, steps, enable_checkpointing=False, callbacks=[record]).fit(model, _loader())
+    assert len(record.tables) == steps and int(model.ema.num_updates) == steps  # no step was skipped
+    assert all(torch.equal(t, record.tables[freeze - 1]) for t in record.tables[freeze:])  # frozen
+    for k, live in enumerate(record.tables[:freeze], start=1):
+        delta = min(decay, (1 + k) / (10 + k))
+        shadow = shadow - (1 - delta) * (shadow - live)
+    assert not torch.allclose(shadow, record.tables[-1])  # the EMA lags the live table: a real check below
+    torch.testing.assert_close(model.ema.shadow["label"].anchors, shadow, rtol=0, atol=1e-6)
+    with model.inference():
+        torch.testing.assert_close(model.modality("label").anchor_table(), shadow, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.modality("label").anchor_table(), record.tables[-1], rtol=0, atol=0)
+
+
 def test_ema_swaps_in_for_evaluation_and_back(tmp_path: Path) -> None:
     model = _model()
     with model.ema_weights():  # before any update: the live weights
-        assert all(torch.equal(a, b) for a, b in zip(model.modalities.parameters(), model.ema.shadow.parameters()))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(model.modalities.parameters(), model.ema.shadow.parameters(), strict=True)
+        )
     _trainer(tmp_path, 3, enable_checkpointing=False).fit(model, _loader())
     live = _params(model)
     shadow = {n: p.clone() for n, p in model.ema.shadow.named_parameters()}
@@ -132,5 +182,7 @@ def test_python_built_model_checkpoint_loads_weights_only(tmp_path: Path) -> Non
     loaded = LZNLightningModule.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu").eval()
     x = torch.rand(4, 1, 8, 8) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(loaded.modalities["image"].encode(x), model.eval().modalities["image"].encode(x))
+        torch.testing.assert_close(
+            loaded.modalities["image"].encode(x), model.eval().modalities["image"].encode(x)
+        )
     assert loaded.hparams["align"][0]["target"] == "label"
