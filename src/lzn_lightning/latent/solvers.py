@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from lzn_lightning.latent._precision import compute_dtype, full_precision
-from lzn_lightning.latent.posterior import pairwise_sq_dist, posterior_mean
+from lzn_lightning.latent.posterior import cross_sq_dist, pairwise_sq_dist, posterior_mean
 
 SOLVERS = ("euler", "dpm++")
 _DEFAULT_EPS = {"euler": 1e-4, "dpm++": 1e-3}
@@ -28,6 +28,12 @@ _DEFAULT_END = {"euler": 1.0, "dpm++": 0.999}
 
 def _lam(tau: float) -> float:
     return math.log((1.0 - tau) / tau)
+
+
+def _field_sq_dist(anchors: Tensor, own: Tensor | None) -> Tensor:
+    """The squared distances every step of a flow shares: between the anchors [n, n], or with ``own`` from
+    each row's own anchor to the anchors [b, n] (the bank context)."""
+    return pairwise_sq_dist(anchors) if own is None else cross_sq_dist(own, anchors)
 
 
 def euler_forward(
@@ -41,7 +47,7 @@ def euler_forward(
 ) -> Tensor:
     """Euler integration of dx/dtau = (x - m)/tau from tau_start to tau_end in equal steps."""
     h = (tau_end - tau_start) / steps
-    sq_dist = pairwise_sq_dist(anchors) if own is None else None  # once for every step
+    sq_dist = _field_sq_dist(anchors, own)  # once for every step
     for k in range(steps):
         tau = tau_start + k * h
         m, _ = posterior_mean(x, anchors, tau, log_weights, own=own, sq_dist=sq_dist)
@@ -68,7 +74,7 @@ def dpm_solver_pp_forward(
     taus = [tau_start + k * (tau_end - tau_start) / steps for k in range(steps + 1)]
     lams = [_lam(t) for t in taus]
     ms: list[Tensor] = []  # data predictions m_{k-1}, m_{k-2}, m_{k-3} (most recent last)
-    sq_dist = pairwise_sq_dist(anchors) if own is None else None  # once for every step
+    sq_dist = _field_sq_dist(anchors, own)  # once for every step
     for k in range(1, steps + 1):
         m, _ = posterior_mean(x, anchors, taus[k - 1], log_weights, own=own, sq_dist=sq_dist)
         ms = [*ms[-2:], m]
