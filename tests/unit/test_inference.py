@@ -127,6 +127,59 @@ def test_without_a_bank_classify_warns_and_uses_the_batch(model: Any, images: tu
     assert torch.equal(pred, model.classify(x, context="batch"))
 
 
+def _encoded_rows(model: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of items each call of the image modality's ``encode`` takes, as calls happen."""
+    m = model.modality("image")
+    rows: list[int] = []
+    encode = m.encode
+
+    def counting(x: torch.Tensor) -> torch.Tensor:
+        rows.append(len(x))
+        return encode(x)
+
+    monkeypatch.setattr(m, "encode", counting)
+    return rows
+
+
+def test_bank_anchors_are_encoded_once_while_nothing_changes(
+    model: Any, images: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, _ = images
+    rows = _encoded_rows(model, monkeypatch)
+    first = model.latents(x)
+    assert sum(rows) == BANK + len(x)
+    rows.clear()
+    assert torch.equal(model.latents(x), first)  # the EMA weights were swapped in again: same values
+    assert torch.equal(model.classify(x), model.classify(x, context="bank", noise_scale=0.0))
+    assert sum(rows) == 3 * len(x)  # the items only, never the bank again
+
+
+def test_bank_anchors_are_encoded_again_when_weights_or_items_change(
+    model: Any, ckpt: Path, images: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, _ = images
+    model.latents(x)
+    rows = _encoded_rows(model, monkeypatch)
+
+    def nudge(m: Any) -> None:  # an EMA update, written through .data (which no version counter sees)
+        for p in m.ema.shadow.parameters():
+            p.data.mul_(1.01)
+
+    nudge(model)
+    fresh = LZNLightningModule.load_from_checkpoint(ckpt, map_location="cpu")
+    nudge(fresh)
+    assert torch.equal(model.latents(x), fresh.latents(x))
+    assert rows == [BANK, len(x)]
+    rows.clear()
+    model.set_anchor_bank(x[:5])
+    model.latents(x)
+    model.anchor_bank_of("image").mul_(0.5)  # in place
+    model.latents(x)
+    assert rows == [5, len(x)] * 2
+    assert torch.equal(model.latents(x, batch_size=4), model.latents(x, batch_size=4))
+    assert rows[4:] == [4, 1, 4, 4, 4] + [4, 4, 4]  # a new batch size encodes the bank in its chunks once
+
+
 def test_wrong_image_shape_is_a_clear_error(model: Any) -> None:
     with pytest.raises(ValueError, match=r"expects images \[B, 1, 8, 8\]"):
         model.classify(torch.zeros(2, 3, 8, 8))
