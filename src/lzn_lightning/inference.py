@@ -619,7 +619,8 @@ class LZNInference:
         seed: int | None = 0,
         progress: bool | None = None,
     ) -> Tensor:
-        """Class of each item: its latent, the reverse label flow, the nearest label anchor (docs/design/lzn.md §4).
+        """Class of each item: its latent, the reverse label flow, the nearest label anchor
+        (docs/design/lzn.md §4).
 
         ``context="bank"`` (default when the model has an anchor bank of the field) gives each item a label
         that depends only on the item: the field is the fixed bank of training items plus the item itself,

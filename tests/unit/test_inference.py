@@ -177,7 +177,8 @@ def test_bank_anchors_are_encoded_again_when_weights_or_items_change(
     model.latents(x)
     assert rows == [5, len(x)] * 2
     assert torch.equal(model.latents(x, batch_size=4), model.latents(x, batch_size=4))
-    assert rows[4:] == [4, 1, 4, 4, 4] + [4, 4, 4]  # a new batch size encodes the bank in its chunks once
+    # A new batch size: the bank (5 items) once in its chunks, then the 12 items in theirs at each call.
+    assert rows[4:] == [4, 1, 4, 4, 4, 4, 4, 4]
 
 
 def test_wrong_image_shape_is_a_clear_error(model: Any) -> None:
@@ -185,7 +186,7 @@ def test_wrong_image_shape_is_a_clear_error(model: Any) -> None:
         model.classify(torch.zeros(2, 3, 8, 8))
 
 
-# ------------------------------------------------------------------------------------------ embed, reconstruct
+# ----------------------------------------------------------------------------------------- embed, reconstruct
 def test_embed_is_per_image(model: Any, images: tuple) -> None:
     x, _ = images
     e = model.embed(x, batch_size=5)
@@ -358,7 +359,7 @@ def test_existing_output_is_replaced_only_with_overwrite(
 
 
 def test_plain_rf_baseline_generates_and_reconstructs() -> None:
-    """A model without an encoder (the RF baseline) has no latents, but sampling and RF inversion still work."""
+    """A model without an encoder (the RF baseline) has no latents; sampling and RF inversion still work."""
     model = LZNLightningModule(
         modalities={"image": {"class_path": "ImageModality",
                               "init_args": {"encoder": "none", "decoder_width": 8, "sample_steps": 2}}},

@@ -33,7 +33,9 @@ def test_backward_saves_no_bn_blocks_and_nothing_steps_times_bn() -> None:
     anchors = torch.randn(n, d, requires_grad=True)
     noise = torch.randn(b, d)
     for steps in (5, 40):
-        sizes = _saved(lambda: compute_latent(anchors, anchors, noise, steps=steps, solver="dpm++"))
+        sizes = _saved(
+            lambda steps=steps: compute_latent(anchors, anchors, noise, steps=steps, solver="dpm++")
+        )
         # One [n, n] block: the anchors' pairwise distances, computed once for all steps ...
         assert sorted(sizes.values())[-1] == 4 * n * n
         # ... every other saved tensor is a [b, d]/[n, d] state (the anchors once in float64, for that

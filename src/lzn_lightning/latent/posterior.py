@@ -15,8 +15,8 @@ which is exact for any r(i). Why the reference: the plain GEMM form ``s <x_i, a_
 logits of two nearly coinciding anchors (a duplicate image, two dropout passes of one caption, an encoder that
 maps many inputs close together) the small difference of two numbers of size ~|x||a|/tau^2 (up to 1e12 at
 tau = 1e-4), so float32 loses them entirely. With the reference, u_i is as small as the row's distance to its
-zone (~tau·sqrt(d) at the flow's start) and ||a_j - a_r||^2 comes from the anchors' own differences (the matrix
-``pairwise_sq_dist``, computed once per flow in float64), so nearby zones compete with the accuracy
+zone (~tau·sqrt(d) at the flow's start) and ||a_j - a_r||^2 comes from the anchors' own differences (the
+matrix ``pairwise_sq_dist``, computed once per flow in float64), so nearby zones compete with the accuracy
 of the direct form. Exact duplicates get exactly equal logits.
 
 The softmax/GEMM core is a custom autograd function that saves only its inputs (plus each row's reference
@@ -34,8 +34,9 @@ from torch import Tensor
 
 from lzn_lightning.latent._precision import compute_dtype, full_precision
 
-# Why 2**24: one [chunk, n] float32 block of 16M entries is 64 MiB; a few live at once in backward. Large enough
-# that the GEMMs stay efficient, small enough that n=8192 on a 24 GiB machine never comes near the limit.
+# Why 2**24: one [chunk, n] float32 block of 16M entries is 64 MiB; a few live at once in backward. Large
+# enough that the GEMMs stay efficient, small enough that n=8192 on a 24 GiB machine never comes near the
+# limit.
 _BLOCK_ELEMENTS = 2**24
 
 
@@ -48,17 +49,18 @@ def _softmax_mean_logit_grad(p: Tensor, grad_m: Tensor, k: Tensor) -> Tensor:
     """d<grad_m, m>/d logits for m = P @ a, written so that near-one-hot rows cancel nothing.
 
     The textbook form ``P_ij * (<g_i, a_j> - <g_i, m_i>)`` subtracts two nearly equal numbers when row i is
-    (nearly) one-hot: the true value is O(1 - P_ij*) while each term is O(|g||a|). With <g_i, m_i> taken from the
-    forward's mean (a different reduction, as this package once did) float32 leaves only rounding error, which the
-    caller multiplies by s = (1-tau)/tau^2 (up to 1e8). Here both terms come from the same products G and are
-    shifted by the same per-row reference G_ij* (j* = the row's most probable zone) before they meet:
+    (nearly) one-hot: the true value is O(1 - P_ij*) while each term is O(|g||a|). With <g_i, m_i> taken from
+    the forward's mean (a different reduction, as this package once did) float32 leaves only rounding error,
+    which the caller multiplies by s = (1-tau)/tau^2 (up to 1e8). Here both terms come from the same products
+    G and are shifted by the same per-row reference G_ij* (j* = the row's most probable zone) before they
+    meet:
 
         d_ij = P_ij * ((G_ij - G_ij*) - sum_k P_ik (G_ik - G_ij*)),   G = g @ a^T
 
-    which is the same value in exact arithmetic (the shift cancels because sum_k P_ik = 1), but now the dominant
-    column is exactly ``-P_ij* sum_k P_ik (G_ik - G_ij*)``: a sum of small terms, each with small relative error.
-    Differences of G only involve a_j - a_j*, so the centred anchors ``k`` give the same values with less
-    rounding than the raw ones.
+    which is the same value in exact arithmetic (the shift cancels because sum_k P_ik = 1), but now the
+    dominant column is exactly ``-P_ij* sum_k P_ik (G_ik - G_ij*)``: a sum of small terms, each with small
+    relative error. Differences of G only involve a_j - a_j*, so the centred anchors ``k`` give the same
+    values with less rounding than the raw ones.
 
     Args:
         p: Posterior block [c, n].
@@ -109,15 +111,15 @@ def pairwise_sq_dist(anchors: Tensor) -> Tensor:
 
 
 def _scales(tau: float) -> tuple[float, float]:
-    """(s, c) = ((1-tau)/tau^2, (1-tau)^2/(2 tau^2)): the factors of <u, a_j> and of |a_j - a_r|^2 in a logit."""
+    """(s, c) = ((1-tau)/tau^2, (1-tau)^2/(2 tau^2)): the factors of <u, a_j> and |a_j - a_r|^2 in a logit."""
     return (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
 
 
 def _reference_logits(
     q: Tensor, k: Tensor, sq_dist: Tensor, bias: Tensor | None, ref: Tensor, tau: float
 ) -> tuple[Tensor, Tensor]:
-    """(u [c, d], logits [c, n]) for rows q [c, d] with references ref [c]: u_i = q_i - (1-tau) k_r (small, the
-    row's offset from its reference zone) and logit_ij = s <u_i, k_j> - c D[r, j] + bias_j."""
+    """(u [c, d], logits [c, n]) for rows q [c, d] with references ref [c]: u_i = q_i - (1-tau) k_r (small,
+    the row's offset from its reference zone) and logit_ij = s <u_i, k_j> - c D[r, j] + bias_j."""
     s, c = _scales(tau)
     u = q - (1.0 - tau) * k[ref]  # [c, d]
     logits = torch.addmm(sq_dist[ref], u, k.T, beta=-c, alpha=s)  # [c, n]
@@ -150,9 +152,9 @@ def _choose_references(
 def _normalised(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """P [c, n] = softmax(logits) with rows that sum to 1 to rounding, and each row's (top, total).
 
-    Why not exp(logits - logsumexp): the logits are exact only up to a row constant and can be large (|u||a|s
-    ~ 1e5 at tau = 1e-4), where float32 spaces numbers 0.01 apart; a separately rounded logsumexp then scales a
-    whole row of P by up to 1%, and m = P a by the same factor (a latent error of 1% of |a|).
+    Why not exp(logits - logsumexp): the logits are exact only up to a row constant and can be large
+    (|u||a|s ~ 1e5 at tau = 1e-4), where float32 spaces numbers 0.01 apart; a separately rounded logsumexp
+    then scales a whole row of P by up to 1%, and m = P a by the same factor (a latent error of 1% of |a|).
     """
     top = logits.max(dim=1).values  # [c]
     e = torch.exp(logits - top[:, None])  # [c, n]
@@ -226,7 +228,8 @@ def _prepare(
     """Check, cast and centre. Returns (x_c, a_c, log_weights, centre)."""
     if x.dim() != 2 or anchors.dim() != 2 or x.shape[1] != anchors.shape[1]:
         raise ValueError(
-            f"expected x [b, d] and anchors [n, d] with the same d, got {tuple(x.shape)} and {tuple(anchors.shape)}"
+            f"expected x [b, d] and anchors [n, d] with the same d, got {tuple(x.shape)} and "
+            f"{tuple(anchors.shape)}"
         )
     if log_weights is not None and log_weights.shape != (anchors.shape[0],):
         raise ValueError(
@@ -247,10 +250,10 @@ def _posterior_mean_with_own(
 ) -> Tensor:
     """m_i over the field ``anchors`` [n, d] plus row i's own anchor ``own[i]``: n+1 zones per row.
 
-    One extra logit per row, so a whole batch costs O(b·n) like a shared field, where calling the flow once per
-    row with its own [n+1, d] field would cost b separate flows. Each row's reference zone is its own anchor
-    (where a bank latent starts): the logits of the module docstring with r(i) = own, the distance term from
-    ``own_sq_dist`` [b, n] = ||own_i - a_j||^2, which a solver computes once for all its steps
+    One extra logit per row, so a whole batch costs O(b·n) like a shared field, where calling the flow once
+    per row with its own [n+1, d] field would cost b separate flows. Each row's reference zone is its own
+    anchor (where a bank latent starts): the logits of the module docstring with r(i) = own, the distance term
+    from ``own_sq_dist`` [b, n] = ||own_i - a_j||^2, which a solver computes once for all its steps
     (``cross_sq_dist``). Plain autograd (used for inference).
     """
     x_c, a_c, _, centre = _prepare(x, anchors, tau, None)

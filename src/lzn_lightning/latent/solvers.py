@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from lzn_lightning.latent._precision import compute_dtype, full_precision
@@ -128,9 +127,9 @@ def compute_latent(
         tau_end: End time; default 1.0 (euler) or 0.999 (dpm++).
         log_weights: Optional log mixture weights [n].
         self_in_field: Row i's field is ``anchors`` plus its own ``start[i]`` (which is then not among
-            ``anchors``): the batch-independent bank context of inference, for a whole batch at the cost of one
-            shared field. Exactly ``compute_latent(cat([anchors, start[i:i+1]]), start[i:i+1], noise[i:i+1])``
-            per row.
+            ``anchors``): the batch-independent bank context of inference, for a whole batch at the cost of
+            one shared field. Exactly ``compute_latent(cat([anchors, start[i:i+1]]), start[i:i+1],
+            noise[i:i+1])`` per row.
 
     Returns:
         Latents [b, d] in float32 (float64 for float64 inputs).
@@ -140,7 +139,9 @@ def compute_latent(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if start.shape != noise.shape:
-        raise ValueError(f"start {tuple(start.shape)} and noise {tuple(noise.shape)} must have the same shape")
+        raise ValueError(
+            f"start {tuple(start.shape)} and noise {tuple(noise.shape)} must have the same shape"
+        )
     if start.dim() != 2 or anchors.dim() != 2 or start.shape[1] != anchors.shape[1]:
         raise ValueError(
             f"expected anchors [n, d] and start [b, d], got {tuple(anchors.shape)} and {tuple(start.shape)}"
