@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test test-slow test-all test-ddp lint bench bench-gradients bench-quality bench-quality-mnist clean
+.PHONY: install test test-slow test-all test-ddp lint bench bench-gradients bench-classify bench-quality \
+	bench-quality-mnist clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +36,9 @@ bench:  ## speed/memory of the latent ops vs a materialising implementation -> d
 
 bench-gradients:  ## float32 value/gradient errors of the latent ops at training geometry (~5 min) -> docs/performance.md
 	$(BIN)/python benchmarks/gradient_accuracy.py --out docs/performance.md
+
+bench-classify:  ## model.classify's bank context vs its batch context, and a 50,000-item bank (~1 min) -> docs/performance.md
+	$(BIN)/python benchmarks/classify_contexts.py --out docs/performance.md
 
 bench-quality:  ## the paper's 3 claims vs their baselines on digits, 3 seeds (~2 h on 2 CPU cores) -> JSONs + tables
 	$(BIN)/python benchmarks/quality.py --part joint --recipe recipes/digits_joint.yaml --seeds 3 \

@@ -58,6 +58,39 @@ CONTEXTS = ("bank", "batch")
 DEFAULT_BATCH_SIZE = 256
 # Why 4: below that a job ends in a blink and a progress bar is noise (e.g. in every callback call).
 _PROGRESS_MIN_BATCHES = 4
+# The model attribute (not a buffer: never saved) that keeps each field's encoded bank between calls.
+_BANK_CACHE = "_lzn_bank_anchors"
+
+
+@dataclass(frozen=True)
+class _BankAnchors:
+    """A field's bank anchors [n, d] and what they were encoded from, so that a call reuses them while nothing
+    they depend on changed.
+
+    The bank items are compared by identity and version (``set_anchor_bank`` stores a new tensor; an in-place
+    change or ``load_state_dict`` bumps the version); the field modality's weights by value, against a copy
+    taken at encoding time, because an EMA swap rewrites the same tensors (same values) on every call.
+    """
+
+    items: Tensor  # the bank items encoded (held, so that identity cannot be reused by another tensor)
+    items_version: int
+    settings: tuple[Any, ...]  # batch size, device, train mode, autocast: what else changes the encoding
+    weights: tuple[Tensor, ...]  # copies of the modality's parameters and buffers
+    anchors: Tensor  # [n, d]
+
+    def matches(self, items: Tensor, settings: tuple[Any, ...], weights: list[Tensor]) -> bool:
+        """Whether anchors encoded now from ``items`` with ``weights`` would be these."""
+        return (
+            self.items is items
+            and self.items_version == items._version
+            and self.settings == settings
+            and len(self.weights) == len(weights)
+            and all(_same_tensor(a, b) for a, b in zip(self.weights, weights, strict=True))
+        )
+
+
+def _same_tensor(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
 
 
 @dataclass(frozen=True)
@@ -206,6 +239,32 @@ class LZNInference:
         parts = [m.encode(self._on_device(x[s])) for s in self._chunks(len(x), batch_size)]
         return torch.cat(parts)  # [n, d]
 
+    def _bank_anchors(self, field: str, batch_size: int) -> Tensor:
+        """Anchors [n, d] of ``field``'s anchor bank under the weights in use.
+
+        Encoded once and kept on the model (with a copy of the field modality's weights) while the bank items,
+        those weights and the encoding settings stay the same (``_BankAnchors``), so that a bank-context call
+        costs the encoding of its own items only, as a batch-context call does; training, an EMA update or
+        new items encode the bank again at the next call.
+        """
+        items = self.model.anchor_bank_of(field)
+        m = self.model.modality(field)
+        weights = [t.detach() for t in (*m.parameters(), *m.buffers())]
+        kind = self.device.type  # autocast, train mode, batch size and device change what encode returns
+        settings = (batch_size, self.device, m.training, torch.is_autocast_enabled(kind))
+        settings += (torch.get_autocast_dtype(kind),)
+        cache = getattr(self.model, _BANK_CACHE, None)
+        if cache is None:
+            cache = {}
+            setattr(self.model, _BANK_CACHE, cache)
+        kept = cache.get(field)
+        if kept is not None and kept.matches(items, settings, weights):
+            return kept.anchors
+        anchors = self._encode(items, field, batch_size)  # [n, d]
+        copies = tuple(w.clone() for w in weights)
+        cache[field] = _BankAnchors(items, items._version, settings, copies, anchors)
+        return anchors
+
     def _noise(self, x: Tensor, scale: float, g: torch.Generator | None, base: int | None) -> Tensor:
         """Prior noise [b, d] for a chunk x. With a ``base`` seed (one per call, drawn from ``g``) each row's
         draw is seeded by ``base`` and its item's bytes, so an item gets the same noise whatever its position,
@@ -239,9 +298,7 @@ class LZNInference:
         context = self._context(context, field)
         noise_scale = self._noise_scale(context, noise_scale)
         chunks = self._chunks(len(x), batch_size)
-        bank = (
-            self._encode(self.model.anchor_bank_of(field), field, batch_size) if context == "bank" else None
-        )  # [n, d]
+        bank = self._bank_anchors(field, batch_size) if context == "bank" else None  # [n, d]
         # One base seed per call (not per chunk), so per-item noise does not depend on the chunking.
         base = (
             int(torch.randint(0, 2**31, (), generator=g, device=g.device).item())
@@ -562,7 +619,8 @@ class LZNInference:
         seed: int | None = 0,
         progress: bool | None = None,
     ) -> Tensor:
-        """Class of each item: its latent, the reverse label flow, the nearest label anchor (docs/design/lzn.md §4).
+        """Class of each item: its latent, the reverse label flow, the nearest label anchor
+        (docs/design/lzn.md §4).
 
         ``context="bank"`` (default when the model has an anchor bank of the field) gives each item a label
         that depends only on the item: the field is the fixed bank of training items plus the item itself,

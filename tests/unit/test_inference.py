@@ -127,12 +127,66 @@ def test_without_a_bank_classify_warns_and_uses_the_batch(model: Any, images: tu
     assert torch.equal(pred, model.classify(x, context="batch"))
 
 
+def _encoded_rows(model: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of items each call of the image modality's ``encode`` takes, as calls happen."""
+    m = model.modality("image")
+    rows: list[int] = []
+    encode = m.encode
+
+    def counting(x: torch.Tensor) -> torch.Tensor:
+        rows.append(len(x))
+        return encode(x)
+
+    monkeypatch.setattr(m, "encode", counting)
+    return rows
+
+
+def test_bank_anchors_are_encoded_once_while_nothing_changes(
+    model: Any, images: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, _ = images
+    rows = _encoded_rows(model, monkeypatch)
+    first = model.latents(x)
+    assert sum(rows) == BANK + len(x)
+    rows.clear()
+    assert torch.equal(model.latents(x), first)  # the EMA weights were swapped in again: same values
+    assert torch.equal(model.classify(x), model.classify(x, context="bank", noise_scale=0.0))
+    assert sum(rows) == 3 * len(x)  # the items only, never the bank again
+
+
+def test_bank_anchors_are_encoded_again_when_weights_or_items_change(
+    model: Any, ckpt: Path, images: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, _ = images
+    model.latents(x)
+    rows = _encoded_rows(model, monkeypatch)
+
+    def nudge(m: Any) -> None:  # an EMA update, written through .data (which no version counter sees)
+        for p in m.ema.shadow.parameters():
+            p.data.mul_(1.01)
+
+    nudge(model)
+    fresh = LZNLightningModule.load_from_checkpoint(ckpt, map_location="cpu")
+    nudge(fresh)
+    assert torch.equal(model.latents(x), fresh.latents(x))
+    assert rows == [BANK, len(x)]
+    rows.clear()
+    model.set_anchor_bank(x[:5])
+    model.latents(x)
+    model.anchor_bank_of("image").mul_(0.5)  # in place
+    model.latents(x)
+    assert rows == [5, len(x)] * 2
+    assert torch.equal(model.latents(x, batch_size=4), model.latents(x, batch_size=4))
+    # A new batch size: the bank (5 items) once in its chunks, then the 12 items in theirs at each call.
+    assert rows[4:] == [4, 1, 4, 4, 4, 4, 4, 4]
+
+
 def test_wrong_image_shape_is_a_clear_error(model: Any) -> None:
     with pytest.raises(ValueError, match=r"expects images \[B, 1, 8, 8\]"):
         model.classify(torch.zeros(2, 3, 8, 8))
 
 
-# ------------------------------------------------------------------------------------------ embed, reconstruct
+# ----------------------------------------------------------------------------------------- embed, reconstruct
 def test_embed_is_per_image(model: Any, images: tuple) -> None:
     x, _ = images
     e = model.embed(x, batch_size=5)
@@ -305,7 +359,7 @@ def test_existing_output_is_replaced_only_with_overwrite(
 
 
 def test_plain_rf_baseline_generates_and_reconstructs() -> None:
-    """A model without an encoder (the RF baseline) has no latents, but sampling and RF inversion still work."""
+    """A model without an encoder (the RF baseline) has no latents; sampling and RF inversion still work."""
     model = LZNLightningModule(
         modalities={"image": {"class_path": "ImageModality",
                               "init_args": {"encoder": "none", "decoder_width": 8, "sample_steps": 2}}},

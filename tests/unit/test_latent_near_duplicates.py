@@ -1,11 +1,11 @@
-"""Fields in which anchors nearly coincide (a duplicate image, two dropout passes of one caption, an encoder that
-maps many inputs close together): float32 values and gradients of every latent op against float64.
+"""Fields in which anchors nearly coincide (a duplicate image, two dropout passes of one caption, an encoder
+that maps many inputs close together): float32 values and gradients of every latent op against float64.
 
 Each field of b = n = 256 holds 8 pairs at separations 1e-1 ... 1e-7 of the anchors' norm and one exact
 duplicate (``accuracy.SEPARATIONS``), the other anchors i.i.d. with norm 1 to 100, d = 32 and 200, Euler from
 tau = 1e-4. Before the logits were written relative to each row's reference zone, the GEMM form lost the logit
-difference of two such anchors to cancellation (|x||a|/tau^2 ~ 1e12 against a difference of ~1): latents off by
-up to 1e5 and anchor gradients by up to 1e9 (relative), where the direct form stays at 1e-3.
+difference of two such anchors to cancellation (|x||a|/tau^2 ~ 1e12 against a difference of ~1): latents off
+by up to 1e5 and anchor gradients by up to 1e9 (relative), where the direct form stays at 1e-3.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from lzn_lightning.latent import accuracy as acc
-from lzn_lightning.latent import posterior_mean
+from lzn_lightning.latent import compute_latent, posterior_mean
 
-# Why 12x (the i.i.d. fields of test_latent_gradients.py take 5x): for two competing zones j, r the softmax-mean
-# backward forms <g, a_j - a_r> from the GEMM g @ a^T, with a relative error of eps32 * |a| / |a_j - a_r|, where
-# the direct form differences the anchors first. At separations of 1e-5 and below that leaves the anchor
-# gradient at 2-10x the direct form's error (10x worst, Euler, d = 200, |a| = 100). The defect this guards
-# against was 1e2-1e9x.
+# Why 12x (the i.i.d. fields of test_latent_gradients.py take 5x): for two competing zones j, r the
+# softmax-mean backward forms <g, a_j - a_r> from the GEMM g @ a^T, with a relative error of
+# eps32 * |a| / |a_j - a_r|, where the direct form differences the anchors first. At separations of 1e-5 and
+# below that leaves the anchor gradient at 2-10x the direct form's error (10x worst, Euler, d = 200,
+# |a| = 100). The defect this guards against was 1e2-1e9x.
 FACTOR = 12.0
 FLOOR = 1e-5  # as in test_latent_gradients.py: float32 rounding of a value whose direct-form error is ~0
 
@@ -45,7 +45,8 @@ def _check(case: acc.Case) -> None:
     assert not too_far, f"{case.name}: {too_far}"
 
 
-# d = 200 costs ~6 s a case (the direct form's [256, 256, 200] blocks): the largest norm there, every norm at d=32.
+# d = 200 costs ~6 s a case (the direct form's [256, 256, 200] blocks): the largest norm there, every norm at
+# d = 32.
 GEOMETRIES = [(32, 1.0), (32, 10.0), (32, 100.0), (200, 100.0)]
 
 
@@ -75,3 +76,26 @@ def test_exact_duplicates_get_exactly_equal_weight(tau: float) -> None:
     assert to_3 is not None and torch.equal(to_3, to_7)
     if tau < 0.5:  # rows at a duplicated zone split their mass between the two copies
         assert torch.allclose(to_3[:4].exp(), torch.full((4,), 0.5), atol=1e-4)
+
+
+@pytest.mark.parametrize(("d", "norm"), GEOMETRIES)
+@pytest.mark.parametrize("solver", ["euler", "dpm++"])
+def test_bank_context_near_duplicates_float32(solver: str, d: int, norm: float) -> None:
+    """The bank context (``self_in_field``) with each query at ``SEPARATIONS`` from a bank item, 0 being the
+    item itself (a training image classified again): float32 latents against float64 per-row fields."""
+    g = torch.Generator().manual_seed(0)
+    k = len(acc.SEPARATIONS)
+    a = acc.near_duplicate_anchors(64, d, norm, g)
+    bank = torch.cat([a[0 : 2 * k : 2], a[2 * k :]])  # one of each pair and the i.i.d. rest [64 - k, d]
+    own = a[1 : 2 * k : 2]  # the other of each pair [k, d]
+    for noise_scale in (0.0, 1.0):  # 0: classify's default, the zone centres
+        noise = noise_scale * torch.randn(k, d, generator=g, dtype=torch.float64)
+        exact = torch.cat([
+            compute_latent(torch.cat([bank, own[i : i + 1]]), own[i : i + 1], noise[i : i + 1], solver=solver)
+            for i in range(k)
+        ])  # fmt: skip
+        ours = compute_latent(bank.float(), own.float(), noise.float(), solver=solver, self_in_field=True)
+        # Why 2e-4 |a| (latents are of size ~sqrt(d)): float32 logits round in proportion to |a|; measured at
+        # most 1.3e-4 |a| (Euler, d = 32); float32 GEMM distances put latents off by 1e-2 ... 4 sqrt(d).
+        err = (ours.double() - exact).norm(dim=1) / d**0.5  # [k]
+        assert float(err.max()) <= 2e-4 * norm, f"noise {noise_scale}: {err.tolist()}"

@@ -15,8 +15,8 @@ which is exact for any r(i). Why the reference: the plain GEMM form ``s <x_i, a_
 logits of two nearly coinciding anchors (a duplicate image, two dropout passes of one caption, an encoder that
 maps many inputs close together) the small difference of two numbers of size ~|x||a|/tau^2 (up to 1e12 at
 tau = 1e-4), so float32 loses them entirely. With the reference, u_i is as small as the row's distance to its
-zone (~tau·sqrt(d) at the flow's start) and ||a_j - a_r||^2 comes from the anchors' own differences (the matrix
-``pairwise_sq_dist``, computed once per flow in float64), so nearby zones compete with the accuracy
+zone (~tau·sqrt(d) at the flow's start) and ||a_j - a_r||^2 comes from the anchors' own differences (the
+matrix ``pairwise_sq_dist``, computed once per flow in float64), so nearby zones compete with the accuracy
 of the direct form. Exact duplicates get exactly equal logits.
 
 The softmax/GEMM core is a custom autograd function that saves only its inputs (plus each row's reference
@@ -34,8 +34,9 @@ from torch import Tensor
 
 from lzn_lightning.latent._precision import compute_dtype, full_precision
 
-# Why 2**24: one [chunk, n] float32 block of 16M entries is 64 MiB; a few live at once in backward. Large enough
-# that the GEMMs stay efficient, small enough that n=8192 on a 24 GiB machine never comes near the limit.
+# Why 2**24: one [chunk, n] float32 block of 16M entries is 64 MiB; a few live at once in backward. Large
+# enough that the GEMMs stay efficient, small enough that n=8192 on a 24 GiB machine never comes near the
+# limit.
 _BLOCK_ELEMENTS = 2**24
 
 
@@ -48,17 +49,18 @@ def _softmax_mean_logit_grad(p: Tensor, grad_m: Tensor, k: Tensor) -> Tensor:
     """d<grad_m, m>/d logits for m = P @ a, written so that near-one-hot rows cancel nothing.
 
     The textbook form ``P_ij * (<g_i, a_j> - <g_i, m_i>)`` subtracts two nearly equal numbers when row i is
-    (nearly) one-hot: the true value is O(1 - P_ij*) while each term is O(|g||a|). With <g_i, m_i> taken from the
-    forward's mean (a different reduction, as this package once did) float32 leaves only rounding error, which the
-    caller multiplies by s = (1-tau)/tau^2 (up to 1e8). Here both terms come from the same products G and are
-    shifted by the same per-row reference G_ij* (j* = the row's most probable zone) before they meet:
+    (nearly) one-hot: the true value is O(1 - P_ij*) while each term is O(|g||a|). With <g_i, m_i> taken from
+    the forward's mean (a different reduction, as this package once did) float32 leaves only rounding error,
+    which the caller multiplies by s = (1-tau)/tau^2 (up to 1e8). Here both terms come from the same products
+    G and are shifted by the same per-row reference G_ij* (j* = the row's most probable zone) before they
+    meet:
 
         d_ij = P_ij * ((G_ij - G_ij*) - sum_k P_ik (G_ik - G_ij*)),   G = g @ a^T
 
-    which is the same value in exact arithmetic (the shift cancels because sum_k P_ik = 1), but now the dominant
-    column is exactly ``-P_ij* sum_k P_ik (G_ik - G_ij*)``: a sum of small terms, each with small relative error.
-    Differences of G only involve a_j - a_j*, so the centred anchors ``k`` give the same values with less
-    rounding than the raw ones.
+    which is the same value in exact arithmetic (the shift cancels because sum_k P_ik = 1), but now the
+    dominant column is exactly ``-P_ij* sum_k P_ik (G_ik - G_ij*)``: a sum of small terms, each with small
+    relative error. Differences of G only involve a_j - a_j*, so the centred anchors ``k`` give the same
+    values with less rounding than the raw ones.
 
     Args:
         p: Posterior block [c, n].
@@ -74,38 +76,50 @@ def _softmax_mean_logit_grad(p: Tensor, grad_m: Tensor, k: Tensor) -> Tensor:
     return p * (g_a - (p * g_a).sum(dim=1, keepdim=True))
 
 
-def pairwise_sq_dist(anchors: Tensor) -> Tensor:
-    """||a_j - a_k||^2 for all anchor pairs [n, n], accurate for nearly coinciding anchors, differentiable.
+def cross_sq_dist(p: Tensor, q: Tensor) -> Tensor:
+    """||p_i - q_j||^2 [b, n] for all pairs of rows p [b, d] and q [n, d], accurate for nearly coinciding
+    rows, differentiable.
 
-    Computed as |a_j|^2 + |a_k|^2 - 2 <a_j, a_k> in float64 (then cast back). Why float64: in float32 that form
-    loses the distance of two nearby anchors to cancellation (rounding of ~|a|^2 where D is ~|a|^2 * 1e-8), and D
-    enters the logits multiplied by (1-tau)^2 / (2 tau^2), up to 5e7. Float32 inputs multiply exactly in
-    float64, so what is left is a rounding of ~1e-16 |a|^2: below 1e-3 nats of logit for |a| up to 100 at tau =
-    1e-4. One [n, d] x [d, n] GEMM per flow (every step shares it), where differencing all pairs costs n²d
-    elementwise work both ways.
+    Computed as |p_i|^2 + |q_j|^2 - 2 <p_i, q_j> in float64 (then cast back). Why float64: in float32 that
+    form loses the distance of two nearby anchors to cancellation (rounding of ~|a|^2 where D is ~|a|^2 *
+    1e-8), and D enters the logits multiplied by (1-tau)^2 / (2 tau^2), up to 5e7. Float32 inputs multiply
+    exactly in float64, so what is left is a rounding of ~1e-16 |a|^2: below 1e-3 nats of logit for |a| up to
+    100 at tau = 1e-4. One [b, d] x [d, n] GEMM, where differencing all pairs costs b·n·d elementwise work
+    both ways; two float64 [b, n] blocks are its peak memory.
     """
     with full_precision():
-        if anchors.dtype == torch.float64:  # no wider type: difference the pairs (the ground truths' case)
-            diff = anchors[:, None, :] - anchors[None, :, :]  # [n, n, d]
-            return (diff * diff).sum(dim=2)
-        wide = anchors.double()
-        sq = (wide * wide).sum(dim=1)  # [n]
-        # Not clamped at 0: a rounding of -1e-16 |a|^2 is harmless in the logits, and a clamp would keep an
-        # [n, n] float64 mask for backward.
-        dist = torch.addmm(sq[:, None] + sq[None, :], wide, wide.T, beta=1.0, alpha=-2.0)  # [n, n]
-        return dist.to(anchors.dtype)
+        if p.dtype == torch.float64:  # no wider type: difference the pairs (the ground truths' case)
+            parts = []
+            for rows in _row_chunks(p.shape[0], q.shape[0] * q.shape[1]):  # [c, n, d] blocks of bounded size
+                diff = p[rows, None, :] - q[None, :, :]  # [c, n, d]
+                parts.append((diff * diff).sum(dim=2))  # [c, n]
+            return torch.cat(parts)
+        wide_p = p.double()
+        wide_q = wide_p if q is p else q.double()
+        sq_p = (wide_p * wide_p).sum(dim=1)  # [b]
+        sq_q = sq_p if q is p else (wide_q * wide_q).sum(dim=1)  # [n]
+        # Not clamped at 0: a rounding of -1e-16 |a|^2 is harmless in the logits, and a clamp would keep a
+        # [b, n] float64 mask for backward.
+        dist = torch.addmm(sq_p[:, None] + sq_q[None, :], wide_p, wide_q.T, beta=1.0, alpha=-2.0)  # [b, n]
+        return dist.to(p.dtype)
+
+
+def pairwise_sq_dist(anchors: Tensor) -> Tensor:
+    """||a_j - a_k||^2 for all anchor pairs [n, n] (``cross_sq_dist(anchors, anchors)``): one GEMM per flow,
+    which every step shares."""
+    return cross_sq_dist(anchors, anchors)
 
 
 def _scales(tau: float) -> tuple[float, float]:
-    """(s, c) = ((1-tau)/tau^2, (1-tau)^2/(2 tau^2)): the factors of <u, a_j> and of |a_j - a_r|^2 in a logit."""
+    """(s, c) = ((1-tau)/tau^2, (1-tau)^2/(2 tau^2)): the factors of <u, a_j> and |a_j - a_r|^2 in a logit."""
     return (1.0 - tau) / tau**2, (1.0 - tau) ** 2 / (2.0 * tau**2)
 
 
 def _reference_logits(
     q: Tensor, k: Tensor, sq_dist: Tensor, bias: Tensor | None, ref: Tensor, tau: float
 ) -> tuple[Tensor, Tensor]:
-    """(u [c, d], logits [c, n]) for rows q [c, d] with references ref [c]: u_i = q_i - (1-tau) k_r (small, the
-    row's offset from its reference zone) and logit_ij = s <u_i, k_j> - c D[r, j] + bias_j."""
+    """(u [c, d], logits [c, n]) for rows q [c, d] with references ref [c]: u_i = q_i - (1-tau) k_r (small,
+    the row's offset from its reference zone) and logit_ij = s <u_i, k_j> - c D[r, j] + bias_j."""
     s, c = _scales(tau)
     u = q - (1.0 - tau) * k[ref]  # [c, d]
     logits = torch.addmm(sq_dist[ref], u, k.T, beta=-c, alpha=s)  # [c, n]
@@ -138,9 +152,9 @@ def _choose_references(
 def _normalised(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """P [c, n] = softmax(logits) with rows that sum to 1 to rounding, and each row's (top, total).
 
-    Why not exp(logits - logsumexp): the logits are exact only up to a row constant and can be large (|u||a|s
-    ~ 1e5 at tau = 1e-4), where float32 spaces numbers 0.01 apart; a separately rounded logsumexp then scales a
-    whole row of P by up to 1%, and m = P a by the same factor (a latent error of 1% of |a|).
+    Why not exp(logits - logsumexp): the logits are exact only up to a row constant and can be large
+    (|u||a|s ~ 1e5 at tau = 1e-4), where float32 spaces numbers 0.01 apart; a separately rounded logsumexp
+    then scales a whole row of P by up to 1%, and m = P a by the same factor (a latent error of 1% of |a|).
     """
     top = logits.max(dim=1).values  # [c]
     e = torch.exp(logits - top[:, None])  # [c, n]
@@ -214,7 +228,8 @@ def _prepare(
     """Check, cast and centre. Returns (x_c, a_c, log_weights, centre)."""
     if x.dim() != 2 or anchors.dim() != 2 or x.shape[1] != anchors.shape[1]:
         raise ValueError(
-            f"expected x [b, d] and anchors [n, d] with the same d, got {tuple(x.shape)} and {tuple(anchors.shape)}"
+            f"expected x [b, d] and anchors [n, d] with the same d, got {tuple(x.shape)} and "
+            f"{tuple(anchors.shape)}"
         )
     if log_weights is not None and log_weights.shape != (anchors.shape[0],):
         raise ValueError(
@@ -230,13 +245,16 @@ def _prepare(
     return x_c, a_c, (log_weights.to(dtype) if log_weights is not None else None), centre
 
 
-def _posterior_mean_with_own(x: Tensor, anchors: Tensor, own: Tensor, tau: float) -> Tensor:
+def _posterior_mean_with_own(
+    x: Tensor, anchors: Tensor, own: Tensor, tau: float, own_sq_dist: Tensor
+) -> Tensor:
     """m_i over the field ``anchors`` [n, d] plus row i's own anchor ``own[i]``: n+1 zones per row.
 
-    One extra logit per row, so a whole batch costs O(b·n) like a shared field, where calling the flow once per
-    row with its own [n+1, d] field would cost b separate flows. Each row's reference zone is its own anchor
-    (where a bank latent starts): the logits of the module docstring with r(i) = own, the distances to the
-    bank anchors taken from differences. Plain autograd (used for inference).
+    One extra logit per row, so a whole batch costs O(b·n) like a shared field, where calling the flow once
+    per row with its own [n+1, d] field would cost b separate flows. Each row's reference zone is its own
+    anchor (where a bank latent starts): the logits of the module docstring with r(i) = own, the distance term
+    from ``own_sq_dist`` [b, n] = ||own_i - a_j||^2, which a solver computes once for all its steps
+    (``cross_sq_dist``). Plain autograd (used for inference).
     """
     x_c, a_c, _, centre = _prepare(x, anchors, tau, None)
     s, c = _scales(tau)
@@ -245,11 +263,11 @@ def _posterior_mean_with_own(x: Tensor, anchors: Tensor, own: Tensor, tau: float
     u = x_c - (1.0 - tau) * own_c  # [b, d]
     own_logit = s * (u * own_c).sum(dim=1)  # [b]: the reference zone's distance term is 0
     raw = anchors.to(x_c.dtype)
+    own_sq_dist = own_sq_dist.to(x_c.dtype)
     n = raw.shape[0]
     parts = []
-    for rows in _row_chunks(x.shape[0], (n + 1) * a_c.shape[1]):
-        diff = own[rows, None, :] - raw[None, :, :]  # [c, n, d]: each bank anchor against the row's own
-        logits = torch.addmm((diff * diff).sum(dim=2), u[rows], a_c.T, beta=-c, alpha=s)  # [c, n]
+    for rows in _row_chunks(x.shape[0], n + 1):
+        logits = torch.addmm(own_sq_dist[rows], u[rows], a_c.T, beta=-c, alpha=s)  # [c, n]
         p = torch.softmax(torch.cat([logits, own_logit[rows, None]], dim=1), dim=1)  # [c, n+1]
         parts.append(p[:, :n] @ raw + p[:, n:] * own[rows])  # [c, d]
     return torch.cat(parts)
@@ -273,8 +291,8 @@ def posterior_mean(
         log_weights: Optional log mixture weights [n] (-inf for a zone with weight 0).
         targets: Optional LongTensor [b] of zone indices.
         own: Optional [b, d]: row i's field is ``anchors`` plus ``own[i]`` (no weights or targets then).
-        sq_dist: Optional ``pairwise_sq_dist(anchors)`` [n, n], which a solver computes once for all its
-            steps (None: computed here).
+        sq_dist: Optional ``pairwise_sq_dist(anchors)`` [n, n], or with ``own`` ``cross_sq_dist(own,
+            anchors)`` [b, n], which a solver computes once for all its steps (None: computed here).
 
     Returns:
         ``(m, logp)``: m [b, d] = sum_j P_ij a_j, and logp [b] = log P[i, targets[i]] (None without targets).
@@ -284,8 +302,13 @@ def posterior_mean(
             raise ValueError("own anchors take no log_weights or targets")
         if own.shape != x.shape:
             raise ValueError(f"own must have the shape of x {tuple(x.shape)}, got {tuple(own.shape)}")
+        if sq_dist is not None and sq_dist.shape != (x.shape[0], anchors.shape[0]):
+            raise ValueError(f"with own, sq_dist must be [b, n], got {tuple(sq_dist.shape)}")
         with full_precision():
-            return _posterior_mean_with_own(x, anchors, own, tau), None
+            if sq_dist is None:
+                dtype = compute_dtype(x, anchors)
+                sq_dist = cross_sq_dist(own.to(dtype), anchors.to(dtype))
+            return _posterior_mean_with_own(x, anchors, own, tau, sq_dist), None
     with full_precision():
         x_c, a_c, log_weights, _ = _prepare(x, anchors, tau, log_weights)
         raw = anchors.to(x_c.dtype)

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from lzn_lightning.latent._precision import compute_dtype, full_precision
-from lzn_lightning.latent.posterior import pairwise_sq_dist, posterior_mean
+from lzn_lightning.latent.posterior import cross_sq_dist, pairwise_sq_dist, posterior_mean
 
 SOLVERS = ("euler", "dpm++")
 _DEFAULT_EPS = {"euler": 1e-4, "dpm++": 1e-3}
@@ -28,6 +27,12 @@ _DEFAULT_END = {"euler": 1.0, "dpm++": 0.999}
 
 def _lam(tau: float) -> float:
     return math.log((1.0 - tau) / tau)
+
+
+def _field_sq_dist(anchors: Tensor, own: Tensor | None) -> Tensor:
+    """The squared distances every step of a flow shares: between the anchors [n, n], or with ``own`` from
+    each row's own anchor to the anchors [b, n] (the bank context)."""
+    return pairwise_sq_dist(anchors) if own is None else cross_sq_dist(own, anchors)
 
 
 def euler_forward(
@@ -41,7 +46,7 @@ def euler_forward(
 ) -> Tensor:
     """Euler integration of dx/dtau = (x - m)/tau from tau_start to tau_end in equal steps."""
     h = (tau_end - tau_start) / steps
-    sq_dist = pairwise_sq_dist(anchors) if own is None else None  # once for every step
+    sq_dist = _field_sq_dist(anchors, own)  # once for every step
     for k in range(steps):
         tau = tau_start + k * h
         m, _ = posterior_mean(x, anchors, tau, log_weights, own=own, sq_dist=sq_dist)
@@ -68,7 +73,7 @@ def dpm_solver_pp_forward(
     taus = [tau_start + k * (tau_end - tau_start) / steps for k in range(steps + 1)]
     lams = [_lam(t) for t in taus]
     ms: list[Tensor] = []  # data predictions m_{k-1}, m_{k-2}, m_{k-3} (most recent last)
-    sq_dist = pairwise_sq_dist(anchors) if own is None else None  # once for every step
+    sq_dist = _field_sq_dist(anchors, own)  # once for every step
     for k in range(1, steps + 1):
         m, _ = posterior_mean(x, anchors, taus[k - 1], log_weights, own=own, sq_dist=sq_dist)
         ms = [*ms[-2:], m]
@@ -122,9 +127,9 @@ def compute_latent(
         tau_end: End time; default 1.0 (euler) or 0.999 (dpm++).
         log_weights: Optional log mixture weights [n].
         self_in_field: Row i's field is ``anchors`` plus its own ``start[i]`` (which is then not among
-            ``anchors``): the batch-independent bank context of inference, for a whole batch at the cost of one
-            shared field. Exactly ``compute_latent(cat([anchors, start[i:i+1]]), start[i:i+1], noise[i:i+1])``
-            per row.
+            ``anchors``): the batch-independent bank context of inference, for a whole batch at the cost of
+            one shared field. Exactly ``compute_latent(cat([anchors, start[i:i+1]]), start[i:i+1],
+            noise[i:i+1])`` per row.
 
     Returns:
         Latents [b, d] in float32 (float64 for float64 inputs).
@@ -134,7 +139,9 @@ def compute_latent(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if start.shape != noise.shape:
-        raise ValueError(f"start {tuple(start.shape)} and noise {tuple(noise.shape)} must have the same shape")
+        raise ValueError(
+            f"start {tuple(start.shape)} and noise {tuple(noise.shape)} must have the same shape"
+        )
     if start.dim() != 2 or anchors.dim() != 2 or start.shape[1] != anchors.shape[1]:
         raise ValueError(
             f"expected anchors [n, d] and start [b, d], got {tuple(anchors.shape)} and {tuple(start.shape)}"
