@@ -391,6 +391,9 @@ def main() -> None:
     methods = methods_of(args.part)
     if args.only:
         methods = {name: m for name, m in methods.items() if any(key in name for key in args.only)}
+        if not methods:
+            known = list(methods_of(args.part))
+            p.error(f"--only {args.only} matches none of the methods of part {args.part}: {known}")
     if overrides:  # a variant, not the recipe: say which
         methods = {name.replace("(recipe)", f"({variant_name(overrides)})"): m for name, m in methods.items()}
     result = new_result(args.part, args.recipe, steps, start, score, methods)
