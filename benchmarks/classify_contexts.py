@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Any
 
 from latent_ops import _current_rss_mib, _max_rss_mib, cpu_idle_fraction, machine_info
 from results_md import write_section
+from worker import report, run_worker
 
 CONTEXTS = ("bank", "batch")
 MIB = 2**20
@@ -175,17 +175,10 @@ def measure_large(args: argparse.Namespace) -> dict[str, Any]:
     """``run_large`` in a fresh subprocess of this script, so that its peak RSS is that flow's alone."""
     spec = {"n": args.large_n, "d": args.large_d, "b": args.large_b, "steps": args.large_steps}
     spec |= {"repeats": args.large_repeats, "threads": args.threads or 0}
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"the large-bank worker failed (exit {proc.returncode}): {tail[0]}")
-    return {**spec, **json.loads(lines[-1].removeprefix("RESULT "))}  # the worker's thread count wins
+    result, why = run_worker(__file__, spec)
+    if result is None:
+        raise RuntimeError(f"the large-bank worker failed ({why})")
+    return {**spec, **result}  # the worker's thread count wins
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -298,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run both parts and print (with --out also write) the section."""
     args = parse_args(argv)
     if args.worker:
-        print("RESULT " + json.dumps(run_large(json.loads(args.worker))), flush=True)
+        report(run_large(json.loads(args.worker)))
         return
     command = " ".join([".venv/bin/python", "benchmarks/classify_contexts.py", *sys.argv[1:]])
     idle_before = cpu_idle_fraction()

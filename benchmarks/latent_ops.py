@@ -30,13 +30,13 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from results_md import write_section
+from worker import report, run_worker
 
 FULL_SIZES = (256, 1024, 2048, 4096, 8192)
 QUICK_SIZES = (256, 1024)
@@ -212,17 +212,9 @@ def run_in_subprocess(case: Case, args: argparse.Namespace, cheap: bool) -> Outc
     """
     spec = {"n": case.n, "solver": case.solver, "impl": case.impl, "mode": case.mode}
     spec.update(dim=args.dim, steps=args.steps, cheap=cheap)
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        return Outcome(case, note=f"failed (exit {proc.returncode}: {tail[0][:80]})")
-    result = json.loads(lines[-1].removeprefix("RESULT "))
+    result, why = run_worker(__file__, spec)
+    if result is None:
+        return Outcome(case, note=f"failed ({why[:90]})")
     return Outcome(
         case,
         seconds=result["seconds"],
@@ -556,7 +548,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = json.loads(args.worker)
         case = Case(spec["n"], spec["solver"], spec["impl"], spec["mode"])
         result = run_case(case, spec["dim"], spec["steps"], spec["cheap"])
-        print("RESULT " + json.dumps(result), flush=True)
+        report(result)
         return
     command = " ".join([".venv/bin/python", "benchmarks/latent_ops.py", *sys.argv[1:]])
     idle_before = cpu_idle_fraction()
