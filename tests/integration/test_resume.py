@@ -159,18 +159,21 @@ def test_a_finished_run_extended_to_more_steps_equals_the_longer_run(
         assert fingerprint == reference_log.seen[step], f"step {step} read other data or drew other noise"
 
 
-def _imagenet_folder(root: Path) -> Path:
-    """An ImageNet-layout folder of 20x24 PNGs: 3 classes x 14 train images (5 batches of 8), 3 x 3 val."""
+def _imagenet_folder(
+    root: Path, per_class: tuple[int, int] = (14, 3), size: tuple[int, int] = (20, 24), suffix: str = ".png"
+) -> Path:
+    """An ImageNet-layout folder of random images of ``size`` (height, width): 3 classes, ``per_class`` =
+    (training, validation) images each; by default 3 x 14 PNGs (5 batches of 8) and 3 x 3."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for split, per_class in (("train", 14), ("val", 3)):
+    for split, count in zip(("train", "val"), per_class, strict=True):
         for c in range(3):
             folder = root / split / f"n0{c}"
             folder.mkdir(parents=True)
-            for i in range(per_class):
-                pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
+            for i in range(count):
+                pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}{suffix}")
     return root
 
 

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from test_resume import _assert_same_state, _batch_log
+from test_resume import _assert_same_state, _batch_log, _imagenet_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,27 +58,12 @@ CASES = {
     "mnist_repr": Case(5, 3, 2, (), "two augmented views, mid-epoch"),
     # VADER: 5,896 entries in batches of 256 (23 batches an epoch); text tokens and dropout.
     "vader_sentiment": Case(5, 3, 1, (), "text <-> label, mid-epoch"),
-    # ImageNet layout (see _imagenet_folder): 21 training images in batches of 8, 2 batches an epoch and 5
+    # ImageNet layout (below): 21 training images in batches of 8, 2 batches an epoch and 5
     # left over, the paper's ResNet-50 at 224 px, workers, device-side photometric views.
     "imagenet_repr": Case(
         5, 2, 1, ("--data.init_args.batch_size=8", "--data.init_args.num_workers=2"), "ImageNet layout"
     ),
 }
-
-
-def _imagenet_folder(root: Path) -> Path:
-    """An ImageNet-layout folder of 48x64 JPEGs: 3 classes x 7 training and 2 validation images each."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 7), ("val", 2)):
-        for c in range(3):
-            folder = root / split / f"n0000000{c}"
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{split}_{c}_{i}.JPEG")
-    return root
 
 
 def _fit(recipe: str, root: Path, steps: int, case: Case, *extra: str) -> Any:
@@ -99,7 +83,8 @@ def _fit(recipe: str, root: Path, steps: int, case: Case, *extra: str) -> Any:
 def test_recipe_resumes_bit_for_bit_on_its_own_data_and_networks(recipe: str, tmp_path: Path) -> None:
     case = CASES[recipe]
     if recipe == "imagenet_repr":
-        folder = _imagenet_folder(tmp_path / "imagenet")
+        # 48x64 JPEGs, 3 classes x 7 training and 2 validation images each
+        folder = _imagenet_folder(tmp_path / "imagenet", per_class=(7, 2), size=(48, 64), suffix=".JPEG")
         case = replace(case, args=(*case.args, f"--data.init_args.root={folder}"))
     straight = _fit(recipe, tmp_path / "straight", case.steps, case)
 
