@@ -3,8 +3,10 @@
 The header is the block of ``#`` lines at the top of a recipe. Its one measured number, if any, is on a line
 
     # expected: <metric> <value> (docs/results.md#<anchor>)
+    # expected: <metric> <mean> ± <sd> over <n> seeds (docs/results.md#<anchor>)
 
-and the value must appear in the section of docs/results.md under ``<anchor>``, so a re-run that changes the
+(the second for a number that moves between seeds, CPUs and library builds), and the value (the mean and the
+spread) must appear in the section of docs/results.md under ``<anchor>``, so a re-run that changes the
 number in results.md fails here until the header follows (one home for every number). Any other number with a
 decimal point or a percent sign in a header must be the paper's (on a line that says ``Paper``).
 """
@@ -22,6 +24,7 @@ RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 RESULTS = ROOT / "docs" / "results.md"
 EXPECTED = re.compile(
     r"^# expected: (?P<metric>.+?) (?P<value>\d[\d,]*(?:\.\d+)?%?)"
+    r"(?: ± (?P<spread>\d+(?:\.\d+)?%?) over \d+ seeds)?"
     r" \(docs/results\.md#(?P<anchor>[\w-]+)\)\s*$"
 )
 MEASURED = re.compile(r"\d+\.\d+|\d%")  # what reads as a measured number: a decimal or a percentage
@@ -58,7 +61,18 @@ def test_expected_metric_is_in_results_md(recipe: Path) -> None:
     found = sections(RESULTS.read_text())
     anchor, value = match.group("anchor"), match.group("value")
     assert anchor in found, f"{recipe.name}: docs/results.md has no heading with anchor #{anchor}"
-    assert value_in(found[anchor], value), f"{recipe.name}: {value} is not under docs/results.md#{anchor}"
+    for number in (value, match.group("spread")):
+        if number is not None:
+            assert value_in(found[anchor], number), (
+                f"{recipe.name}: {number} is not under docs/results.md#{anchor}"
+            )
+
+
+def test_the_header_pattern_reads_a_spread_over_seeds() -> None:
+    line = "# expected: zone_acc 98.42% ± 0.57 over 3 seeds (docs/results.md#some-anchor)"
+    match = EXPECTED.match(line)
+    assert match and match.group("value") == "98.42%" and match.group("spread") == "0.57"
+    assert EXPECTED.match("# expected: zone_acc 98.89% (docs/results.md#a)").group("spread") is None
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
