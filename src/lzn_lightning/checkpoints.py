@@ -18,10 +18,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-# State-dict keys of anchor banks: ``anchor_bank_<field>`` (``anchor_bank_images`` in older checkpoints). Why they
-# are left out of the fit check: a bank is registered by the AnchorBank callback at fit start and sized by the
-# checkpoint on load (LZNLightningModule.load_state_dict), so a freshly built model never has one while every
-# checkpoint of a recipe with that callback does. They are data, not weights of another model.
+# State-dict keys of anchor banks: ``anchor_bank_<field>`` (``anchor_bank_images`` in older checkpoints).
+# Why they are left out of the fit check: a bank is registered by the AnchorBank callback at fit start and
+# sized by the checkpoint on load (LZNLightningModule.load_state_dict), so a freshly built model never has one
+# while every checkpoint of a recipe with that callback does. They are data, not weights of another model.
 BANK_PREFIX = "anchor_bank_"
 
 

@@ -1,6 +1,7 @@
 """LZNLightningModule: minibatch latent computation and alignment across the registered modalities.
 
-Orchestration only; the maths lives in :mod:`lzn_lightning.latent`. One training step (docs/design/architecture.md §5):
+Orchestration only; the maths lives in :mod:`lzn_lightning.latent`. One training step
+(docs/design/architecture.md §5):
 
 1. every instance field of the batch is encoded to anchors; anchors are gathered across ranks with gradients;
 2. the ``latent_from`` field's latents (and those of every other ``decode`` field) are computed through the
@@ -8,9 +9,9 @@ Orchestration only; the maths lives in :mod:`lzn_lightning.latent`. One training
 3. each ``decode`` field's decoder loss is conditioned on its latents;
 4. each ``align`` term traces the source latents back through the target anchors and rewards the right zone.
 
-Optimisation is manual so that the reference behaviours hold under DDP: a non-finite loss or gradient norm skips
-the step on every rank together; one joint gradient clip; per-group learning rates with linear warm-up; frozen
-phases by iteration count (which counts skipped steps too); EMA updates only after real steps.
+Optimisation is manual so that the reference behaviours hold under DDP: a non-finite loss or gradient norm
+skips the step on every rank together; one joint gradient clip; per-group learning rates with linear warm-up;
+frozen phases by iteration count (which counts skipped steps too); EMA updates only after real steps.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class LZNLightningModule(pl.LightningModule):
             default the key is also the batch field the modality reads.
         latent_dim: Size d of the shared latent space.
         fields: Extra batch fields read by an existing modality, e.g. ``{image_view2: image}`` for two views.
-        latent_from: Field whose minibatch anchors define each sample's latent (None: no latent, plain decoder).
+        latent_from: Field whose minibatch anchors define each sample's latent (None: no latent, plain
+            decoder).
         decode: Instance fields whose decoders train on their own latents, e.g. ``[image, text]`` for a model
             that generates both from the shared latent; None means ``[latent_from]`` (every field with a
             decoder when ``latent_from`` is None: a plain, unconditioned decoder).
@@ -84,11 +86,11 @@ class LZNLightningModule(pl.LightningModule):
             (``seed_everything``, as the training order uses), so ``lzn fit --seed_everything 1`` changes them
             too.
         max_consecutive_skips: Stop with an error after this many consecutive skipped (non-finite) steps; a
-            skipped step does not advance ``trainer.global_step``, so ``max_steps`` alone would never end such a
-            run.
+            skipped step does not advance ``trainer.global_step``, so ``max_steps`` alone would never end
+            such a run.
         init_from: An lzn checkpoint whose weights and EMA a new ``lzn fit`` starts from, e.g. one written by
-            ``lzn import-reference``; the optimiser, learning-rate schedule and step count start fresh. Ignored
-            when resuming with ``--ckpt_path``.
+            ``lzn import-reference``; the optimiser, learning-rate schedule and step count start fresh.
+            Ignored when resuming with ``--ckpt_path``.
     """
 
     def __init__(
@@ -196,7 +198,7 @@ class LZNLightningModule(pl.LightningModule):
         return self.modalities[self.field_map[field]]  # type: ignore[return-value]
 
     def setup(self, stage: str) -> None:
-        """Check the data against the model (links cannot reach dict entries, so each modality checks itself)."""
+        """Check the data against the model (links cannot reach dict entries: each modality checks itself)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None:
             return
@@ -388,8 +390,8 @@ class LZNLightningModule(pl.LightningModule):
         self.log("train/skipped", 1.0, on_step=True, on_epoch=False)
         if self._consecutive_skips >= self.max_consecutive_skips:
             raise FloatingPointError(
-                f"{self._consecutive_skips} consecutive training steps skipped, the last for a {why}; lower the "
-                "learning rates or check the data for NaNs"
+                f"{self._consecutive_skips} consecutive training steps skipped, the last for a {why}; lower "
+                "the learning rates or check the data for NaNs"
             )
 
     def _param_names(self, group_names: set[str]) -> frozenset[str]:

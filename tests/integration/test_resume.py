@@ -2,8 +2,8 @@
 last checkpoint ends exactly where the uninterrupted run ends: weights, optimizer and scheduler state, EMA,
 counters, the noise of every step, and the data order and augmentations of every batch.
 
-The first tests drive a Trainer directly; the recipe-family tests at the end run ``lzn fit`` on a recipe of each
-family (with its own callbacks: the anchor bank, two views, text) under its tiny overlay."""
+The first tests drive a Trainer directly; the recipe-family tests at the end run ``lzn fit`` on a recipe of
+each family (with its own callbacks: the anchor bank, two views, text) under its tiny overlay."""
 
 from __future__ import annotations
 
@@ -267,7 +267,7 @@ PROBE = "run_probes"  # tests/plugins/run_probes.py, on sys.path (tests/conftest
 
 
 def _lzn_fit(recipe: Path, root: Path, *extra: str) -> Any:
-    """``lzn fit`` on the recipe's tiny overlay for FAMILY_STEPS steps, with a BatchLog; returns the CLI object.
+    """``lzn fit`` on the recipe's tiny overlay for FAMILY_STEPS steps, with a BatchLog; returns the CLI.
 
     The overlay validates (and the recipe checkpoints) every 2 steps, so a checkpoint of step 2 is mid-epoch.
     """

@@ -90,8 +90,9 @@ class _AlwaysZero(nn.Module):
 
 
 def test_zone_accuracy_cuts_a_class_ordered_split_into_mixed_batch_fields(monkeypatch) -> None:
-    """A split stored class by class (MNIST-5k's) must not become fields of one class each: the batch context's
-    latents depend on the batch-mates, and a one-class field spreads its zones over the whole prior."""
+    """A split stored class by class (MNIST-5k's) must not become fields of one class each: the batch
+    context's latents depend on the batch-mates, and a one-class field spreads its zones over the whole
+    prior."""
     from types import SimpleNamespace
 
     per_class, field = 8, 8
@@ -115,7 +116,8 @@ def test_zone_accuracy_cuts_a_class_ordered_split_into_mixed_batch_fields(monkey
 # ----------------------------------------------------------------------------------- callbacks in a fit
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One tiny fit (2 steps, one validation) and one test run with every callback; returns what they logged."""
+    """One tiny fit (2 steps, one validation) and one test run with every callback; returns what they
+    logged."""
     root = tmp_path_factory.mktemp("cb")
     pl.seed_everything(0)
     model = tiny_model()

@@ -220,7 +220,11 @@ def test_per_device_batch_and_loader_flags() -> None:
     assert dm.per_device_batch_size == 8 and dm.per_device_eval_batch_size == 5
     train = dm.train_dataloader()
     assert train.batch_size == 8 and train.drop_last is True
-    assert isinstance(train.sampler, ResumableSampler) and train.sampler.shuffle and train.sampler.num_replicas == 2
+    assert (
+        isinstance(train.sampler, ResumableSampler)
+        and train.sampler.shuffle
+        and train.sampler.num_replicas == 2
+    )
     val = dm.val_dataloader()
     assert val.batch_size == 5 and val.drop_last is False and isinstance(val.sampler, SequentialSampler)
     assert "8/device x 2" in dm.describe()
@@ -435,14 +439,16 @@ def test_imagenet_views_are_always_blurred_as_in_the_paper() -> None:
     assert not direct and len(wrapped) == 1 and wrapped[0].p == 0.5
 
 
-# ------------------------------------------------------------------------------------- resumable training order
+# ---------------------------------------------------------------------------------- resumable training order
 def test_augmentations_depend_on_seed_epoch_and_sample_only() -> None:
     dm = SyntheticDataModule(num_samples=32, batch_size=8, two_views=True)
     first = next(iter(dm.train_dataloader()))
     torch.manual_seed(123)  # whatever the global RNG holds, the same batch comes out
     torch.rand(1000)
     again = next(iter(dm.train_dataloader()))
-    assert torch.equal(first["image"], again["image"]) and torch.equal(first["image_view2"], again["image_view2"])
+    assert torch.equal(first["image"], again["image"]) and torch.equal(
+        first["image_view2"], again["image_view2"]
+    )
     assert not torch.equal(first["image"], first["image_view2"])  # the two views are still two draws
     dm.trainer = None
     loader = dm.train_dataloader()
@@ -471,9 +477,15 @@ def test_vader_lexicon_ships_in_its_wheel_and_splits_by_class() -> None:
     sizes = [len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)]
     assert sum(sizes) == 7370 and sizes[2] == 1474  # entries within the default alphabet, 20% test
     batch = next(iter(dm.train_dataloader()))
-    assert batch["text"].shape == (32, 24) and batch["text"].dtype == torch.long and set(batch) == {"text", "label"}
+    assert (
+        batch["text"].shape == (32, 24)
+        and batch["text"].dtype == torch.long
+        and set(batch) == {"text", "label"}
+    )
     train = dm.train_dataset
-    assert {0, 1} == set(train.labels.tolist()) and abs(train.labels.float().mean().item() - 3280 / 7370) < 0.01
+    assert {0, 1} == set(train.labels.tolist()) and abs(
+        train.labels.float().mean().item() - 3280 / 7370
+    ) < 0.01
     positive = dict(zip(train.texts, train.labels.tolist(), strict=True))
     assert positive.get("good", positive.get("love")) == 1  # a common positive word in the training split
     assert "vader" in dm.describe() and "train=" in dm.describe() and "no images" in dm.describe()

@@ -101,8 +101,8 @@ def split_data(
 ) -> tuple[Tensor, Tensor | None]:
     """Items of a field (images [N, C, H, W] by default) and labels [N] (or None) of a data split, on the CPU.
 
-    Reads the datamodule's ``{split}_dataset`` when it has one (a seeded random subset of ``num`` items, or all),
-    otherwise the first ``num`` items of the trainer's loader for that split.
+    Reads the datamodule's ``{split}_dataset`` when it has one (a seeded random subset of ``num`` items, or
+    all), otherwise the first ``num`` items of the trainer's loader for that split.
 
     Args:
         trainer: The trainer (its ``datamodule`` or loaders provide the data).
