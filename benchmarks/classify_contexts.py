@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from latent_ops import _current_rss_mib, _max_rss_mib, cpu_idle_fraction, machine_info
-from results_md import write_section
+from results_md import publish
 from worker import report, run_worker
 
 CONTEXTS = ("bank", "batch")
@@ -313,10 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(large))
     idle = (idle_before, cpu_idle_fraction())
     section = build_section(args, command, model_text, contexts, labels, large, idle)
-    print("\n" + section)
-    if args.out is not None:
-        write_section(args.out, "classify_contexts", section)
-        print(f"\nwrote {args.out}")
+    publish(args.out, "classify_contexts", section)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from results_md import write_section
+from results_md import publish
 from worker import report, run_worker
 
 FULL_SIZES = (256, 1024, 2048, 4096, 8192)
@@ -557,10 +557,7 @@ def main(argv: list[str] | None = None) -> None:
     outcomes = run_all(args)
     idle = (idle_before, cpu_idle_fraction())
     section = build_section(outcomes, args, command, idle)
-    print("\n" + section)
-    if args.out is not None:
-        write_section(args.out, "latent_ops", section)
-        print(f"\nwrote {args.out}")
+    publish(args.out, "latent_ops", section)
 
 
 if __name__ == "__main__":

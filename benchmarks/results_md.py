@@ -33,3 +33,11 @@ def write_section(path: Path, name: str, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section(name, body) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def publish(path: Path | None, name: str, body: str) -> None:
+    """Print ``body`` and, when ``path`` is given, write it as section ``name`` of ``path``."""
+    print("\n" + body)
+    if path is not None:
+        write_section(path, name, body)
+        print(f"\nwrote {path}")
