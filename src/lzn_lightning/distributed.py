@@ -60,3 +60,35 @@ def rank_generator(seed: int, global_rank: int, device: torch.device | str = "cp
     # Why 1_000_003: a prime stride keeps (seed, rank) pairs from colliding for any realistic world size.
     g.manual_seed((seed * 1_000_003 + global_rank) % (2**63 - 1))
     return g
+
+
+def gather_rows(x: Tensor, device: torch.device | str | None = None) -> Tensor:
+    """All-gather rows [n_r, ...] of possibly different counts n_r from every rank, as one [sum n_r, ...]
+    tensor in rank order, on every rank (no gradient; e.g. features of the samples each rank generated).
+
+    Rows are padded to the largest count for the collective and cut back after it. ``device`` is where the
+    collective runs (NCCL needs the rank's GPU); the result comes back on ``x``'s device. At world size 1 the
+    input is returned unchanged.
+    """
+    if world_size() == 1:
+        return x
+    home, device = x.device, torch.device(device) if device is not None else x.device
+    x = x.detach().to(device).contiguous()
+    count = torch.tensor([len(x)], device=device)
+    counts = [torch.zeros_like(count) for _ in range(world_size())]
+    dist.all_gather(counts, count)
+    sizes = [int(c.item()) for c in counts]
+    padded = torch.zeros((max(sizes), *x.shape[1:]), dtype=x.dtype, device=device)
+    padded[: len(x)] = x
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)]).to(home)  # [sum n_r, ...]
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Rank ``src``'s ``obj`` on every rank (a picklable Python object; the identity at world size 1)."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

@@ -8,13 +8,42 @@ from pathlib import Path
 import yaml
 
 TINY = Path(__file__).with_name("tiny.yaml")
+# The paper recipes' lzn test protocol at tiny scale: a few samples, stand-in feature networks
+# (tests/overrides/stand_in_features.py: Inception and CLIP weights cannot be downloaded offline), one draw.
+TINY_EVAL = {
+    "GenerationMetrics": {
+        "num_samples": 8,
+        "batch_size": 8,  # one call per sampler: an RK45 solve of the tiny random decoder takes ~250 calls
+        "feature_batch_size": 4,
+        "feature_network": {"class_path": "stand_in_features.StandInInception"},
+        "clip_network": {"class_path": "stand_in_features.StandInCLIP"},
+        "progress": False,
+    },
+    # Euler only: RK45 inversion + decoding are two more ~250-call solves (GenerationMetrics keeps RK45).
+    "ReconstructionL2": {"num_samples": 2, "repeats": 1, "samplers": ["euler10"]},
+}
+
+
+def tiny_callbacks(callbacks: list[dict], folder: Path) -> list[dict] | None:
+    """The recipe's ``trainer.callbacks`` with its paper-evaluation callbacks shrunk (:data:`TINY_EVAL`, the
+    real-feature cache in ``folder/real_features``); None when it has none to shrink."""
+    out, changed = [], False
+    for spec in callbacks:
+        tiny = TINY_EVAL.get(spec["class_path"].rsplit(".", 1)[-1])
+        if tiny is not None:
+            extra = {"cache_dir": str(Path(folder) / "real_features")} if "feature_network" in tiny else {}
+            spec = {**spec, "init_args": {**spec.get("init_args", {}), **tiny, **extra}}
+            changed = True
+        out.append(spec)
+    return out if changed else None
 
 
 def tiny_override(recipe: Path, folder: Path, keep_logger: bool = False) -> Path:
     """Write the tiny overlay of ``recipe`` to ``folder/tiny_<recipe>.yaml`` and return its path.
 
     tests/overrides/tiny.yaml, plus the recipe's other modalities restated by class (a dict given in a later
-    config replaces the earlier dict's entries, so every modality key must appear; their init_args still merge).
+    config replaces the earlier dict's entries, so every modality key must appear; their init_args still
+    merge), plus the recipe's callbacks with its paper evaluation shrunk (:func:`tiny_callbacks`).
 
     Args:
         recipe: The recipe the overlay goes after.
@@ -44,6 +73,11 @@ def tiny_override(recipe: Path, folder: Path, keep_logger: bool = False) -> Path
             }
             override["model"]["modalities"][key]["init_args"] = tiny_text
             override["data"]["init_args"]["text_max_len"] = max_len
+    callbacks = tiny_callbacks(
+        yaml.safe_load(Path(recipe).read_text())["trainer"].get("callbacks") or [], folder
+    )
+    if callbacks is not None:  # a list in a later config replaces the earlier one: restate it whole
+        override["trainer"]["callbacks"] = callbacks
     path = Path(folder) / f"tiny_{Path(recipe).stem}.yaml"
     path.write_text(yaml.safe_dump(override))
     return path

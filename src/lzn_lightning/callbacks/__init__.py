@@ -1,4 +1,5 @@
-"""Evaluation callbacks (sample grids, FID, linear probe, kNN, zone accuracy, reconstruction) and the
+"""Evaluation callbacks (sample grids, FID, the paper's generation metrics and table, linear probe, kNN, zone
+accuracy, reconstruction) and the
 training diagnostics LossGradientMix (which loss term drives each parameter group's gradient) and
 AdamStepMix (which loss term makes each group's Adam step).
 
@@ -14,7 +15,9 @@ from lzn_lightning.callbacks.anchor_bank import AnchorBank
 from lzn_lightning.callbacks.base import EvalCallback, split_data
 from lzn_lightning.callbacks.conditional import ConditionalSampleAccuracy
 from lzn_lightning.callbacks.fid import FID
+from lzn_lightning.callbacks.generation_metrics import GenerationMetrics
 from lzn_lightning.callbacks.gradient_mix import LossGradientMix
+from lzn_lightning.callbacks.paper_table import PAPER_NUMBERS, PaperTable
 from lzn_lightning.callbacks.probe import KNN, LinearProbe
 from lzn_lightning.callbacks.reconstruction import ReconstructionL2
 from lzn_lightning.callbacks.samples import SampleGrid
@@ -24,12 +27,15 @@ from lzn_lightning.callbacks.zone_accuracy import ZoneAccuracy
 __all__ = [
     "FID",
     "KNN",
+    "PAPER_NUMBERS",
     "AdamStepMix",
     "AnchorBank",
     "ConditionalSampleAccuracy",
     "EvalCallback",
+    "GenerationMetrics",
     "LinearProbe",
     "LossGradientMix",
+    "PaperTable",
     "ReconstructionL2",
     "SampleGrid",
     "TextSamples",

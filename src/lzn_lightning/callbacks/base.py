@@ -19,15 +19,20 @@ class EvalCallback(pl.Callback):
     """Base of the LZN evaluation callbacks.
 
     A callback computes its metrics on global rank 0 only (inference uses no collective ops, so the other
-    ranks simply wait at the next barrier) with the EMA weights, after every ``every_n_validations``-th
-    validation loop (not the sanity check) and after ``lzn test``. Each metric is logged through
-    ``pl_module.log`` (so CSV/TensorBoard/W&B loggers record it) and printed with a line saying what was
-    computed. Subclasses implement :meth:`compute`; :meth:`run` calls it directly, e.g. from a script.
+    ranks simply wait at the next barrier), unless it sets ``runs_on_all_ranks`` (it shares its work out over
+    the ranks and gathers the results itself; only rank 0 logs), with the EMA weights, after every
+    ``every_n_validations``-th validation loop (not the sanity check) and after ``lzn test``. Each metric is
+    logged through ``pl_module.log`` (so CSV/TensorBoard/W&B loggers record it) and printed with a line saying
+    what was computed. Subclasses implement :meth:`compute`; :meth:`run` calls it directly, e.g. from a
+    script.
 
     Args:
         every_n_validations: Run after every n-th validation loop during fit (0: never during fit).
         on_test: Also run at the end of ``trainer.test``.
     """
+
+    #: Whether :meth:`compute` runs on every rank (it shards its work and gathers the results itself).
+    runs_on_all_ranks = False
 
     def __init__(self, every_n_validations: int = 1, on_test: bool = True) -> None:
         if every_n_validations < 0:
@@ -36,6 +41,7 @@ class EvalCallback(pl.Callback):
         self.on_test = on_test
         self._validations = 0
         self.last: dict[str, float] = {}
+        self.last_what = ""  # the line saying what the last run computed
 
     @property
     def state_key(self) -> str:
@@ -63,15 +69,18 @@ class EvalCallback(pl.Callback):
         """Compute, print and return the metrics (without logging them)."""
         _require_api(pl_module, type(self).__name__)
         metrics, what = self.compute(trainer, pl_module)
-        self.last = metrics
+        self.last, self.last_what = metrics, what
         values = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
         rank_zero_info(f"[{type(self).__name__}] {values} | {what}")
         return metrics
 
     def _run_and_log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank != 0 and not self.runs_on_all_ranks:
+            return
+        metrics = self.run(trainer, pl_module)
         if trainer.global_rank != 0:
             return
-        for name, value in self.run(trainer, pl_module).items():
+        for name, value in metrics.items():
             pl_module.log(name, float(value), rank_zero_only=True)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
