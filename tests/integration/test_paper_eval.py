@@ -134,7 +134,7 @@ def test_missing_inception_weights_end_in_one_line_saying_what_to_do(
     tmp_path: Path, capfd, monkeypatch
 ) -> None:
     class Offline(torch.nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, *args, **kwargs) -> None:
             raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
 
     monkeypatch.setattr(generation_metrics, "InceptionFeatureSet", Offline)
@@ -162,8 +162,8 @@ def test_missing_inception_weights_end_in_one_line_saying_what_to_do(
 
 def test_cmmd_is_off_without_the_clip_extra_unless_asked(monkeypatch) -> None:
     class NoExtra(torch.nn.Module):
-        def __init__(self) -> None:
-            raise ImportError("CMMD needs the clip extra: pip install 'lzn-lightning[clip]'")
+        def __init__(self, *args, **kwargs) -> None:
+            raise ImportError("CMMD's CLIP embeddings need transformers: pip install lzn-lightning[cmmd]")
 
     monkeypatch.setattr(generation_metrics, "CLIPImageEmbeddings", NoExtra)
     net, why = GenerationMetrics()._clip(torch.device("cpu"))

@@ -19,7 +19,6 @@ and feature network and kept on disk (:class:`~lzn_lightning.callbacks.real_feat
 
 from __future__ import annotations
 
-import inspect
 import re
 from typing import Any
 
@@ -50,6 +49,7 @@ from lzn_lightning.metrics import (
     precision_recall,
     spatial_frechet_distance,
 )
+from lzn_lightning.metrics.feature_sets import CMMD_CLIP_MODEL
 
 # What each metric is named in the logs, the table and the JSON (then "/<sampler>").
 METRICS = ("fid", "sfid", "inception_score", "precision", "recall", "cmmd")
@@ -76,13 +76,6 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _built(cls: type[nn.Module], device: torch.device) -> nn.Module:
-    """``cls(device=device)`` when it takes a device, else ``cls().to(device)``."""
-    if "device" in inspect.signature(cls).parameters:
-        return cls(device=device)  # type: ignore[call-arg]
-    return cls().to(device)
-
-
 class GenerationMetrics(EvalCallback):
     """The paper's image-generation table: FID, sFID, IS, precision, recall and CMMD per sampler.
 
@@ -94,9 +87,14 @@ class GenerationMetrics(EvalCallback):
             as many generated images per sampler. The paper: CIFAR-10 50,000, AFHQ-Cat 5,120, CelebA-HQ and
             LSUN-Bedroom 29,952.
         samplers: RF samplers, each reported: ``"rk45"``, ``"euler<steps>"`` (the paper: rk45 and euler10).
-        feature_network: ``"inception"`` (clean-fid's 2015-12-05 InceptionV3, the network of every number in
-            the paper; its weights are downloaded once by clean-fid) or an ``nn.Module`` mapping images in
-            [-1, 1] to ``{"pool3": [B, D], "spatial": [B, S], "probs": [B, K]}`` (e.g. a stand-in offline).
+        feature_network: ``"inception"`` (:class:`~lzn_lightning.metrics.InceptionFeatureSet`: clean-fid's
+            2015-12-05 InceptionV3, the network of every number in the paper; clean-fid downloads its weights
+            once) or an ``nn.Module`` mapping images in [-1, 1] to ``{"pool3": [B, D], "spatial": [B, S],
+            "probs": [B, K]}`` (e.g. a stand-in offline).
+        inception_resize: How the Inception input is resized to 299 px: ``"clean"`` (clean-fid's PIL
+            bicubic, the FID the authors' code computes) or ``"tensorflow"`` (the TF graph's bilinear resize,
+            as the consistency-models evaluator behind the paper's sFID, IS, precision and recall does). One
+            pass serves all the metrics, so one of the two differs from the paper's pipeline.
         cmmd: Compute CMMD: True (error if it cannot), False, or None: when a CLIP network is available
             (``clip_network`` a module, or the ``clip`` extra installed).
         clip_network: ``"clip"`` (:class:`~lzn_lightning.metrics.CLIPImageEmbeddings`) or an ``nn.Module``
@@ -119,6 +117,7 @@ class GenerationMetrics(EvalCallback):
         num_samples: int = 50000,
         samplers: tuple[str, ...] = ("rk45", "euler10"),
         feature_network: str | nn.Module = "inception",
+        inception_resize: str = "clean",
         cmmd: bool | None = None,
         clip_network: str | nn.Module = "clip",
         real_split: str = "train",
@@ -145,7 +144,10 @@ class GenerationMetrics(EvalCallback):
             raise ValueError(f"clip_network must be 'clip' or an nn.Module, got {clip_network!r}")
         self.num_samples = num_samples
         self.samplers = tuple(samplers)
+        if inception_resize not in ("clean", "tensorflow"):
+            raise ValueError(f"inception_resize must be 'clean' or 'tensorflow', got {inception_resize!r}")
         self.feature_network = feature_network
+        self.inception_resize = inception_resize
         self.cmmd = cmmd
         self.clip_network = clip_network
         self.real_split = real_split
@@ -160,7 +162,7 @@ class GenerationMetrics(EvalCallback):
         if isinstance(self.feature_network, nn.Module):
             return self.feature_network.to(device).eval()
         try:
-            return _built(InceptionFeatureSet, device).eval()
+            net = InceptionFeatureSet(device=device, resize=self.inception_resize).eval()
         except Exception as err:  # a download error, a missing file: say what to do in one line
             raise ValueError(
                 "GenerationMetrics: clean-fid's Inception weights could not be loaded "
@@ -168,6 +170,9 @@ class GenerationMetrics(EvalCallback):
                 "with network (clean-fid keeps them in its cache), or give feature_network an nn.Module (a "
                 "stand-in: its numbers are not the paper's)"
             ) from err
+        # what identifies its features in the cache: hashing the 95 MB of weights on every run would cost more
+        net.cache_id = f"clean-fid inception-2015-12-05.pt, {self.inception_resize} resize"
+        return net
 
     def _clip(self, device: torch.device) -> tuple[nn.Module | None, str]:
         """(CLIP network or None, why CMMD is not computed)."""
@@ -176,7 +181,9 @@ class GenerationMetrics(EvalCallback):
         if isinstance(self.clip_network, nn.Module):
             return self.clip_network.to(device).eval(), ""
         try:
-            return _built(CLIPImageEmbeddings, device).eval(), ""
+            net = CLIPImageEmbeddings(CMMD_CLIP_MODEL, device=device).eval()
+            net.cache_id = f"CLIPImageEmbeddings {CMMD_CLIP_MODEL}"
+            return net, ""
         except ImportError as err:
             if self.cmmd:
                 raise ValueError(f"GenerationMetrics: cmmd: true needs CLIP ({err})") from err
@@ -259,7 +266,7 @@ class GenerationMetrics(EvalCallback):
         out = {
             "fid": frechet_distance(r["pool3"], f["pool3"]),
             "sfid": spatial_frechet_distance(r["spatial"], f["spatial"]),
-            "inception_score": inception_score(f["probs"], split_size=IS_SPLIT),
+            "inception_score": inception_score(f["probs"], split_size=min(IS_SPLIT, len(f["probs"]))),
             "precision": precision,
             "recall": recall,
         }
