@@ -29,6 +29,7 @@ from tiny_recipe import tiny_override
 import lzn_lightning.callbacks.generation_metrics as generation_metrics
 from lzn_lightning.callbacks import PAPER_NUMBERS, GenerationMetrics, ReconstructionL2
 from lzn_lightning.callbacks.paper_table import table_rows
+from lzn_lightning.metrics import mean_reconstruction_l2
 from lzn_lightning.recipes import build_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,6 +174,15 @@ def test_cmmd_is_off_without_the_clip_extra_unless_asked(monkeypatch) -> None:
     assert GenerationMetrics(clip_network=StandInCLIP())._clip(torch.device("cpu"))[0] is not None
     with pytest.raises(ValueError, match="euler<steps>"):
         GenerationMetrics(samplers=("heun",))
+
+
+def test_reconstruction_decoded_in_parts_is_the_whole_batch_reconstruction(tmp_path: Path) -> None:
+    run, _ = _tiny_run(tmp_path)
+    model = run.model
+    images, labels = torch.rand(4, 1, 8, 8) * 2 - 1, torch.tensor([0, 3, 3, 7])
+    whole, _ = mean_reconstruction_l2(model, images, 1, 5, labels=labels, context="batch", steps=3)
+    parts = ReconstructionL2(decode_batch_size=1).l2(model, images, labels, 5, steps=3)
+    assert parts == pytest.approx(whole, rel=1e-5) and whole > 0
 
 
 def test_the_paper_table_leaves_unknown_numbers_blank() -> None:

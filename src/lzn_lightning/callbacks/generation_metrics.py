@@ -221,17 +221,21 @@ class GenerationMetrics(EvalCallback):
         keys = {name: {**data_key, "feature_network": network_id(net)} for name, net in nets.items()}
 
         work = len(rows) * len(self.samplers)
-        found = distributed.broadcast_object(
-            {name: cache.load(key) for name, key in keys.items()} if rank == 0 else None
+        # rank 0 reads the cache; the other ranks learn only what is missing and the real labels
+        found = {name: cache.load(key) for name, key in keys.items()} if rank == 0 else {}
+        missing: list[str] = distributed.broadcast_object(  # type: ignore[assignment]
+            [name for name in keys if found.get(name) is None] if rank == 0 else None
         )
-        missing = [name for name, arrays in found.items() if arrays is None]  # type: ignore[union-attr]
+        cached_labels = next((a["labels"] for a in found.values() if a is not None), None)
+        if len(missing) < len(keys):
+            cached_labels = distributed.broadcast_object(cached_labels)
         bar = tqdm(
             total=work + (len(rows) if missing else 0), desc="GenerationMetrics", unit="image",
             disable=not (self.progress and rank == 0), leave=False,
         )  # fmt: skip
         with bar:
             real, labels = self._real(
-                found, missing, nets, dataset, indices, rows, chunk, dm, image_key, bar, device
+                found, cached_labels, missing, nets, dataset, indices, rows, chunk, dm, image_key, bar, device
             )
             if rank == 0:
                 for name in missing:
@@ -276,7 +280,8 @@ class GenerationMetrics(EvalCallback):
 
     def _real(
         self,
-        found: Any,
+        found: dict[str, Any],
+        cached_labels: Any,
         missing: list[str],
         nets: dict[str, nn.Module],
         dataset: Any,
@@ -288,14 +293,16 @@ class GenerationMetrics(EvalCallback):
         bar: tqdm,
         device: torch.device,
     ) -> tuple[dict[str, dict[str, np.ndarray]], Tensor]:
-        """(real features per network, on rank 0; labels [N], -1 for unlabelled images, on every rank)."""
+        """(real features per network, on rank 0; labels [N], -1 for unlabelled images, on every rank):
+        ``found`` (rank 0's cache hits) and the features of the ``missing`` networks, computed over the
+        ranks."""
         real = {
             name: {k: v for k, v in arrays.items() if k != "labels"}
             for name, arrays in found.items()
-            if arrays
+            if arrays is not None
         }
         if not missing:
-            return real, torch.as_tensor(next(iter(found.values()))["labels"]).long()
+            return real, torch.as_tensor(cached_labels).long()
         my_indices = [indices[int(i)] for i in rows]
         loader = chunk_loader(dataset, my_indices, chunk, int(getattr(dm, "num_workers", 0) or 0))
         parts: dict[str, dict[str, list[Tensor]]] = {name: {} for name in missing}
