@@ -1,13 +1,13 @@
 """Evaluation callbacks (sample grids, FID, the paper's generation metrics and table, linear probe, kNN, zone
-accuracy, reconstruction) and the
-training diagnostics LossGradientMix (which loss term drives each parameter group's gradient) and
-AdamStepMix (which loss term makes each group's Adam step).
+accuracy, reconstruction) and the training diagnostics LossGradientMix (which loss term drives each parameter
+group's gradient) and AdamStepMix (which loss term makes each group's Adam step).
 
-Configure them in a recipe under ``trainer.callbacks`` by short name, e.g.
-``- {class_path: ZoneAccuracy, init_args: {noise_scales: [0.0, 1.0]}}``. Each evaluation callback runs on
-rank 0 with the EMA weights after validation loops and ``lzn test``, logs its metrics through the Lightning
-loggers and prints a line saying what it computed. The metric functions they (and the benchmarks) compute
-live in :mod:`lzn_lightning.metrics`.
+Configure them in a recipe under ``trainer.callbacks`` by short name, e.g. ``- {class_path: ZoneAccuracy,
+init_args: {noise_scales: [0.0, 1.0]}}``. Each evaluation callback runs on rank 0 (GenerationMetrics and
+ReconstructionL2 share their work out over all ranks) with the EMA weights after validation loops and ``lzn
+test``, logs its metrics through the Lightning loggers and prints a line saying what it computed; PaperTable
+then sets the paper's numbers beside them. The metric functions they (and the benchmarks) compute live in
+:mod:`lzn_lightning.metrics`.
 """
 
 from lzn_lightning.callbacks.adam_step_mix import AdamStepMix
