@@ -213,6 +213,8 @@ def _rank_worker(rank: int, world: int, port: int, folder: str, out: dict) -> No
         )
         trainer = SimpleNamespace(datamodule=run.datamodule)
         metrics, _ = cb.compute(trainer, run.model)
+        again, what = cb.compute(trainer, run.model)  # rank 0 reads the cache, the others get its labels
+        assert again == metrics and (rank != 0 or "all read from the cache" in what)
         recon = ReconstructionL2(num_samples=4, repeats=4, samplers=("euler10",))
         metrics |= recon.compute(trainer, run.model)[0]
         out[rank] = metrics
