@@ -25,9 +25,10 @@ def rank() -> int:
 def gather_with_grad(x: Tensor) -> Tensor:
     """All-gather rows from every rank, differentiably, as one [world*b, ...] tensor in rank order.
 
-    The backward pass sums the gradients of all ranks onto each rank's slice, which together with DDP's gradient
-    averaging gives exactly the gradient of the global-batch loss (docs/design/lzn.md §5). Every rank must pass
-    the same shape. At world size 1 the input is returned unchanged, so the shape is [b, ...] either way.
+    The backward pass sums the gradients of all ranks onto each rank's slice, which together with DDP's
+    gradient averaging gives exactly the gradient of the global-batch loss (docs/design/lzn.md §5). Every rank
+    must pass the same shape. At world size 1 the input is returned unchanged, so the shape is [b, ...]
+    either way.
     """
     if world_size() == 1:
         return x
@@ -36,7 +37,7 @@ def gather_with_grad(x: Tensor) -> Tensor:
 
 
 def all_ranks_true(flag: bool | Tensor, device: torch.device | None = None) -> bool:
-    """True only if ``flag`` is true on every rank (e.g. "my loss is finite"), so all ranks decide together."""
+    """True only if ``flag`` is true on every rank (e.g. "my loss is finite"): all ranks decide together."""
     t = torch.as_tensor(flag, dtype=torch.float32, device=device).reshape(1)
     if world_size() > 1:
         dist.all_reduce(t, op=dist.ReduceOp.MIN)

@@ -1,5 +1,5 @@
-"""The tiny overlay of a recipe: tests/overrides/tiny.yaml (synthetic data, tiny networks, 2 CPU steps) made to
-fit that recipe's modalities. Used by the recipe smoke runs, the resume tests and the README's commands."""
+"""The tiny overlay of a recipe: tests/overrides/tiny.yaml (synthetic data, tiny networks, 2 CPU steps) made
+to fit that recipe's modalities. Used by the recipe smoke runs, the resume tests and the README's commands."""
 
 from __future__ import annotations
 
