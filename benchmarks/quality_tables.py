@@ -1,6 +1,7 @@
 """Markdown tables of ``benchmarks/quality.py`` JSONs, written into docs/results.md by the shared writer.
 
-    python benchmarks/quality_tables.py docs/quality_joint_digits.json docs/quality_gen_digits.json --out docs/results.md
+    python benchmarks/quality_tables.py docs/quality_joint_digits.json docs/quality_gen_digits.json \
+        --out docs/results.md
 
 Each JSON becomes the generated section ``quality_<file stem>``: one row per method, mean ± std over its seeds
 for every metric (per-seed values below the table with ``--per-seed``; the JSON keeps them), and the mean fit
@@ -106,7 +107,9 @@ def markdown_table(result: dict[str, Any], per_seed_values: bool = False) -> str
         diverged = sum("diverged" in r for r in runs)
         runs = [r for r in runs if "diverged" not in r]
         label = name + (f" ({diverged} of {diverged + len(runs)} runs diverged)" if diverged else "")
-        if diverged + len(runs) < seeds and not name.startswith("raw pixels"):  # a variant measured on fewer seeds than the table's other rows
+        if diverged + len(runs) < seeds and not name.startswith(
+            "raw pixels"
+        ):  # a variant measured on fewer seeds than the table's other rows
             label += f" (seed{'s' if len(runs) > 1 else ''} {', '.join(str(r['seed']) for r in runs)} only)"
         cells = []
         for key, col in metrics.items():
@@ -128,7 +131,11 @@ def main() -> None:
     p.add_argument(
         "--out", type=Path, help="markdown file whose quality_<stem> sections are written/replaced"
     )
-    p.add_argument("--per-seed", action="store_true", help="list each seed's values below the table (the JSON keeps them)")
+    p.add_argument(
+        "--per-seed",
+        action="store_true",
+        help="list each seed's values below the table (the JSON keeps them)",
+    )
     args = p.parse_args()
     for path in args.jsons:
         table = markdown_table(json.loads(path.read_text()), per_seed_values=args.per_seed)

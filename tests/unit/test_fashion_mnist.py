@@ -18,7 +18,11 @@ SIZES = {"train": 60, "t10k": 20}  # 6 and 2 items per class
 
 def _idx(array: np.ndarray) -> bytes:
     """IDX bytes of a uint8 array: magic 0x0000 08 <ndim>, big-endian int32 sizes, then the data."""
-    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    return (
+        struct.pack(">HBB", 0, 0x08, array.ndim)
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + array.tobytes()
+    )
 
 
 def _write_release(folder: Path, gz: bool = True, seed: int = 0) -> dict[str, np.ndarray]:
@@ -94,7 +98,9 @@ def test_validation_split_is_stratified_and_disjoint(tmp_path: Path, system_copy
     train, val = dm.train_dataset, dm.val_dataset
     assert len(train) == 50 and len(val) == 10
     assert sorted(val.labels.tolist()) == list(range(10))  # one per class
-    pairs = {tuple(x.flatten().tolist()) for x in train.images} & {tuple(x.flatten().tolist()) for x in val.images}
+    pairs = {tuple(x.flatten().tolist()) for x in train.images} & {
+        tuple(x.flatten().tolist()) for x in val.images
+    }
     assert not pairs
 
 
@@ -140,5 +146,5 @@ def test_a_truncated_file_is_reported(tmp_path: Path, system_copy: dict) -> None
     dm.prepare_data()
     path = dm.raw_folder / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(DatasetNotFoundError, match="unreadable.*delete that folder"):
+    with pytest.raises(DatasetNotFoundError, match=r"unreadable.*delete that folder"):
         dm.setup("fit")

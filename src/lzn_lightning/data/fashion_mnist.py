@@ -1,4 +1,4 @@
-"""Fashion-MNIST from its four IDX files: Debian's ``dataset-fashion-mnist`` package, a folder, or a download."""
+"""Fashion-MNIST from its four IDX files: Debian's ``dataset-fashion-mnist``, a folder, or a download."""
 
 from __future__ import annotations
 
@@ -19,21 +19,37 @@ from lzn_lightning.data.tensor import TensorImageDataset
 from lzn_lightning.data.transforms import two_view_transform
 
 #: The four files of the original release (the names torchvision downloads, without ``.gz``).
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 #: Where Debian's ``dataset-fashion-mnist`` package installs the gzipped files.
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: Class names in label order (from the dataset's README).
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 class FashionMNISTDataModule(LZNDataModule):
     """Fashion-MNIST: 60,000 training and 10,000 test photos of clothing, 1x28x28 grey, 10 classes.
 
-    The data is read with torchvision's ``FashionMNIST`` from ``<root>/FashionMNIST/raw`` (torchvision's layout).
+    The data is read with torchvision's ``FashionMNIST`` from ``<root>/FashionMNIST/raw`` (its layout).
     When those files are missing, the first of these that has all four files (plain or ``.gz``) fills it:
     ``<root>`` itself, ``$LZN_FASHION_MNIST_DIR``, Debian's package (``apt install dataset-fashion-mnist``
     puts them in ``/usr/share/datasets/fashion-mnist``); failing those, torchvision downloads them when
-    ``download`` is true and the machine is online. Pixels 0..255 become [-1, 1] per item (kept uint8 in memory).
+    ``download`` is true and the machine is online. Pixels 0..255 become [-1, 1] per item (uint8 in memory).
 
     Args:
         root: Folder of the data (torchvision's ``FashionMNIST/raw`` layout is created in it).
@@ -99,15 +115,18 @@ class FashionMNISTDataModule(LZNDataModule):
             try:
                 FashionMNIST(str(self.root), download=True)
                 return
-            except Exception as err:  # noqa: BLE001 (torchvision raises URLError, RuntimeError, OSError...)
-                raise DatasetNotFoundError(self._not_found(f"the download failed ({type(err).__name__})")) from None
+            except Exception as err:  # torchvision raises URLError, RuntimeError, OSError...
+                raise DatasetNotFoundError(
+                    self._not_found(f"the download failed ({type(err).__name__})")
+                ) from None
         raise DatasetNotFoundError(self._not_found("download is off"))
 
     def _not_found(self, why: str) -> str:
         looked = ", ".join(str(p) for p in self._sources())
         return (
-            f"Fashion-MNIST not found in {looked} and {why}: `apt install dataset-fashion-mnist` (Debian/Ubuntu), "
-            f"or put the four *-ubyte.gz files of https://github.com/zalandoresearch/fashion-mnist in {self.root}."
+            f"Fashion-MNIST not found in {looked} and {why}: `apt install dataset-fashion-mnist` "
+            "(Debian/Ubuntu), or put the four *-ubyte.gz files of "
+            f"https://github.com/zalandoresearch/fashion-mnist in {self.root}."
         )
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
