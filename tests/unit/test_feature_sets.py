@@ -88,7 +88,9 @@ def _expected(net: _StandInInception, u8: Tensor) -> dict[str, Tensor]:
 def test_inception_feature_set_keys_shapes_and_values() -> None:
     net = _StandInInception()
     x, u8 = _level_images(3, 299)  # 299 px: the clean resize is the identity
-    out = InceptionFeatureSet(resize="clean", network=net)(x)
+    fs = InceptionFeatureSet(resize="clean", network=net)
+    assert fs.name == "inception-2015-12-05-clean" and "PIL bicubic" in fs.description
+    out = fs(x)
     want = _expected(net, u8)
     assert set(out) == {"pool3", "spatial", "probs"}
     torch.testing.assert_close(out["pool3"], want["pool3"])
@@ -219,6 +221,13 @@ def test_clip_embeddings_without_transformers_says_what_to_install(monkeypatch: 
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
     with pytest.raises(ImportError, match=r"pip install lzn-lightning\[cmmd\]"):
         CLIPImageEmbeddings()
+
+
+def test_clip_embeddings_missing_model_is_one_line(tmp_path) -> None:
+    pytest.importorskip("transformers")
+    with pytest.raises(RuntimeError, match="could not load") as err:
+        CLIPImageEmbeddings(model_name=str(tmp_path / "no_such_model"))  # never a download
+    assert "\n" not in str(err.value)
 
 
 def test_clip_embeddings_with_a_tiny_transformers_clip() -> None:
