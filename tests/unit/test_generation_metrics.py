@@ -74,6 +74,15 @@ def test_precision_recall_known_answers() -> None:
     assert precision_recall(real, fake + 1e3, k=3) == (0.0, 0.0)  # disjoint, far apart
 
 
+def test_precision_recall_by_hand_on_a_line() -> None:
+    real = np.array([[0.0], [1.0], [2.0], [3.0]])  # k=1: every real ball has squared radius 1
+    fake = np.array([[-1.0], [1.5], [10.0]])  # squared radii 6.25, 6.25, 72.25
+    # -1 is at squared distance exactly 1 from 0 (on the boundary, inside: <=), 1.5 inside, 10 outside;
+    # the ball of 1.5 covers every real point.
+    assert precision_recall(real, fake, k=1) == (pytest.approx(2 / 3), 1.0)
+    np.testing.assert_allclose(manifold_radii(fake, k=1), [6.25, 6.25, 72.25])
+
+
 def test_precision_recall_bad_input_raises() -> None:
     real, fake = _overlapping_sets(16)
     with pytest.raises(ValueError, match="2-D"):
