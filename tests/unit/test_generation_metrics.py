@@ -51,6 +51,15 @@ def test_precision_recall_equals_brute_force(dim: int, batch_size: int) -> None:
     assert 0.0 < got[0] < 1.0 and 0.0 < got[1] < 1.0  # a case that can tell precision from recall
 
 
+def test_precision_recall_reuses_given_real_radii() -> None:
+    real, fake = _overlapping_sets(32, seed=2)
+    radii = manifold_radii(real, k=3)
+    assert precision_recall(real, fake, real_radii=radii) == precision_recall(real, fake)
+    assert precision_recall(real, fake, real_radii=np.zeros(len(real)))[0] == 0.0  # the radii are used
+    with pytest.raises(ValueError, match="real_radii"):
+        precision_recall(real, fake, real_radii=radii[:-1])
+
+
 def test_precision_recall_other_k_and_torch_inputs() -> None:
     real, fake = _overlapping_sets(32, seed=1)
     got = precision_recall(
