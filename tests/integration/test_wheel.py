@@ -1,4 +1,5 @@
-"""A non-editable install (the wheel) contains the built-in modalities, and `lzn` works from another directory."""
+"""A non-editable install (the wheel) contains the built-in modalities and every subpackage, and `lzn` works
+from another directory."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ def test_wheel_has_modalities_and_lzn_runs_elsewhere(tmp_path: Path) -> None:
     # Build from a copy, so the build leaves nothing (build/, *.egg-info) in the working tree.
     src = tmp_path / "src_copy"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info"))
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+    dist = tmp_path / "dist"
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)],
                    check=True, timeout=240)  # fmt: skip
-    (wheel,) = (tmp_path / "dist").glob("lzn_lightning-*.whl")
+    (wheel,) = dist.glob("lzn_lightning-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for expected in ("lzn_lightning/modalities/image.py", "lzn_lightning/modalities/label.py",
-                     "lzn_lightning/data/digits.py", "lzn_lightning/latent/solvers.py", "lzn_lightning/py.typed"):  # fmt: skip
+                     "lzn_lightning/data/digits.py", "lzn_lightning/latent/solvers.py",
+                     "lzn_lightning/metrics/generation.py", "lzn_lightning/py.typed"):  # fmt: skip
         assert expected in names, f"{expected} missing from the wheel"
     assert not any(n.startswith(("modalities/", "tests/", "recipes/")) for n in names)
 
@@ -34,7 +37,8 @@ def test_wheel_has_modalities_and_lzn_runs_elsewhere(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     shutil.copy(ROOT / "recipes" / "digits_joint.yaml", elsewhere / "recipe.yaml")
-    # -S-free isolation: the installed copy comes first on the path, ahead of this checkout's editable install.
+    # -S-free isolation: the installed copy comes first on the path, ahead of this checkout's editable
+    # install.
     env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
     code = (
         "import lzn_lightning, lzn_lightning.modalities as m, sys; "
