@@ -80,9 +80,9 @@ def resolve(name: str | Path, revision: str | None = None) -> Path:
         at_rev = f" at revision {revision}" if revision else ""
         if offline:
             raise FileNotFoundError(
-                f"{repo_id}{at_rev} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
-                "HF_HUB_OFFLINE=1 reads only the cache: download it once online (or `hf download "
-                f"{repo_id}`), or pass a local export folder"
+                f"{text} is no local file or folder, and {repo_id}{at_rev} is not in the Hugging Face cache "
+                f"({constants.HF_HUB_CACHE}), the only place HF_HUB_OFFLINE=1 reads: download it once online "
+                f"(or `hf download {repo_id}`), or pass a local export folder"
             ) from None
         raise FileNotFoundError(
             f"cannot fetch {repo_id}{at_rev} from the Hugging Face Hub: {first_line(err)} (a private "

@@ -108,7 +108,11 @@ def test_folder_and_card(run: dict[str, Path]) -> None:
     )
     assert "| validation | the model's validation loop" in rows["val/zone_acc/image->label"]
     assert "| - | as logged" in rows["cond_acc"]  # the recipe has no ConditionalSampleAccuracy callback
-    assert "lzn classify --ckpt_path exported " in body and "from_pretrained(" in body and "latent_dim: 8" in body
+    assert (
+        "lzn classify --ckpt_path exported " in body
+        and "from_pretrained(" in body
+        and "latent_dim: 8" in body
+    )
 
 
 def test_every_command_on_an_export(
@@ -292,7 +296,8 @@ def test_one_line_errors(run: dict[str, Path], tmp_path: Path, capsys: pytest.Ca
         class_path="someones_package.HologramModality"))  # fmt: skip
     err = embed(unknown)
     assert "cannot build the model of" in err and "someones_package.HologramModality" in err
-    assert "pretrained" not in embed("runs/missing.ckpt")  # a missing file stays a missing checkpoint
+    # A path that does not exist and ends like a checkpoint stays a missing checkpoint, not a Hub name.
+    assert "checkpoint runs/missing.ckpt does not exist" in embed("runs/missing.ckpt")
 
 
 def test_imported_paper_model_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
