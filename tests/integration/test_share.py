@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 from cli_run import run_lzn
-from tiny_lzn import IMAGE, LABEL, LATENT_DIM, train_tiny
+from tiny_lzn import IMAGE, LABEL, LATENT_DIM, train_image_text_label, train_tiny
 
 import lzn_lightning.cli as cli
 import lzn_lightning.hub as hub
@@ -163,8 +163,10 @@ def test_hub_cache_offline(
     monkeypatch.setattr(cli, "USER_HF_OFFLINE", True)
     local = LZNLightningModule.from_pretrained(run["export"])
     images = torch.from_numpy(np.load(run["root"] / "images.npy"))
-    for name in ("someone/tiny-lzn", "hf://someone/tiny-lzn"):
+    for name in ("someone/tiny-lzn", "hf://someone/tiny-lzn", "hf://someone/tiny-lzn@main"):
         _same_outputs(local, LZNLightningModule.from_pretrained(name), images)
+    by_commit = LZNLightningModule.from_pretrained("someone/tiny-lzn", revision="1" * 40)
+    assert torch.equal(by_commit.embed(images), local.embed(images))
     images_npy = str(run["root"] / "images.npy")
     argv = ["embed", "--ckpt_path", "hf://someone/tiny-lzn", "--input", images_npy, "--out"]
     code, _, err = run_lzn([*argv, str(tmp_path / "e.npy")], capsys)
@@ -323,3 +325,17 @@ def test_imported_paper_model_card(tmp_path: Path, capsys: pytest.CaptureFixture
     images = torch.rand(4, 1, 8, 8) * 2 - 1
     original, loaded = load_for_inference(out), LZNLightningModule.from_pretrained(tmp_path / "paper")
     assert torch.equal(original.embed(images), loaded.embed(images))
+
+
+def test_text_model_round_trip(tmp_path: Path) -> None:
+    """Token-id banks (int64) and a text encoder/decoder survive the export exactly too."""
+    from lzn_lightning.callbacks import AnchorBank
+
+    ckpt = train_image_text_label(tmp_path, [AnchorBank(num=8)])
+    folder = export_checkpoint(ckpt, tmp_path / "exported")
+    original, loaded = load_for_inference(ckpt), LZNLightningModule.from_pretrained(folder)
+    assert loaded.anchor_bank_of("text").dtype == torch.int64
+    assert torch.equal(loaded.anchor_bank_of("text"), original.anchor_bank_of("text"))
+    texts = ["a one", "a seven", "three"]
+    assert torch.equal(original.classify(texts, field="text"), loaded.classify(texts, field="text"))
+    assert torch.equal(original.embed(texts, field="text"), loaded.embed(texts, field="text"))
