@@ -12,6 +12,7 @@ Both are traced on an example batch of the modality (``example_batch``), with th
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,12 @@ def export_encoder(model: Any, out: Path, fmt: str = "torchscript", field: str |
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         if fmt == "torchscript":
-            traced = torch.jit.trace(module, example, check_trace=False)
+            with warnings.catch_warnings():
+                # The encoders' input-shape checks read sizes as Python values: the tracer warns that they
+                # become constants, which is right (a file is for one image size; the batch size stays free).
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit warns that it is deprecated (2.14)
+                traced = torch.jit.trace(module, example, check_trace=False)
             traced.save(str(out))
         else:
             batch = torch.export.Dim("batch", min=1)

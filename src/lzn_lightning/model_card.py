@@ -45,7 +45,8 @@ class Metric:
     value: float
     step: int
     split: str
-    protocol: str
+    by: str  # what measured it, in short: a callback's class name or the model's own loop
+    protocol: str  # ``by`` with its settings
 
 
 @dataclass
@@ -103,24 +104,34 @@ _LOGGED_BY = {
 }
 
 
-def _split_and_protocol(name: str, callbacks: list[Any]) -> tuple[str, str]:
-    """(split, protocol) of a logged metric: the model's own validation/test loop for ``val/*`` and
-    ``test/*``, else the recipe's callback that logs it, with its settings (recipe values over defaults)."""
+def _split_and_protocol(name: str, callbacks: list[Any]) -> tuple[str, str, str]:
+    """(split, measured by, protocol) of a logged metric: the model's own validation/test loop for ``val/*``
+    and ``test/*``, else the recipe's callback that logs it, with its settings (recipe values over
+    defaults)."""
     head = name.split("/")[0]
     if head in ("val", "test"):
-        split = {"val": "validation", "test": "test"}[head]
-        return split, f"the model's {split} loop (LZNLightningModule.{head}idation_step)".replace(
-            "testidation", "test"
-        )
+        split, step = {"val": ("validation", "validation_step"), "test": ("test", "test_step")}[head]
+        by = f"{split} loop"
+        return split, by, f"LZNLightningModule.{step}: losses and zone accuracy at eval_flow_noise"
     wanted = _LOGGED_BY.get(head)
     for cb in callbacks:
         if not isinstance(cb, dict) or cb.get("class_path", "").rsplit(".", 1)[-1] != wanted:
             continue
         settings = _callback_settings(wanted, cb.get("init_args") or {})
-        split = settings.get("split") or settings.get("eval_split") or settings.get("real_split") or "-"
+        split = _GENERATED_SPLIT.get(head) or settings.get("split") or settings.get("eval_split")
+        if wanted == "FID":
+            split = f"generated vs real {settings.get('real_split', 'train')} images"
         shown = ", ".join(f"{k}={v}" for k, v in settings.items())
-        return str(split), f"{wanted}({shown})"
-    return "-", "as logged (no recipe callback known to log it)"
+        return str(split or "-"), wanted, f"{wanted}({shown})"
+    return "-", "-", "as logged (no recipe callback known to log it)"
+
+
+# Metrics of generated samples: what they are measured on is the samples, not a split of the data.
+_GENERATED_SPLIT = {
+    "cond_acc": "generated samples",
+    "cond_acc_worst_class": "generated samples",
+    "cond_acc_classifier": "held-out real images (the judge's own accuracy)",
+}
 
 
 def _callback_settings(name: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -285,8 +296,10 @@ def _metrics_section(log: RunLog, imported: bool) -> list[str]:
     lines += [
         f"The last value the run logged of each metric (`{log.folder.name}/metrics.csv`), EMA weights:",
         "",
-        "| metric | value | step | split | protocol |",
+        "| metric | value | step | split | measured by |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| `{m.name}` | {m.value:.4g} | {m.step} | {m.split} | {m.protocol} |" for m in log.metrics]
+    lines += [f"| `{m.name}` | {m.value:.4g} | {m.step} | {m.split} | {m.by} |" for m in log.metrics]
+    protocols = {m.by: m.protocol for m in log.metrics if m.by != "-"}
+    lines += ["", "Protocols:", ""] + [f"- {by}: `{protocol}`" for by, protocol in protocols.items()]
     return [*lines, ""]
