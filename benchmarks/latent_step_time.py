@@ -7,6 +7,7 @@
 Prints a Markdown table. To compare two versions of the code, run it once per checkout:
 
     OMP_NUM_THREADS=2 python benchmarks/latent_step_time.py
+    OMP_NUM_THREADS=1 python benchmarks/latent_step_time.py --geometry 128 64 --cpu-time  # a recipe's
     OMP_NUM_THREADS=2 PYTHONPATH=<checkout of another commit>/src python benchmarks/latent_step_time.py
 """
 
@@ -23,13 +24,15 @@ import lzn_lightning
 from lzn_lightning.latent import alignment_loss, compute_latent, trace_back
 
 
-def median_seconds(fn: Callable[[], None], repeats: int) -> float:
+def median_seconds(
+    fn: Callable[[], None], repeats: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -64,15 +67,26 @@ def step_ops(n: int, d: int) -> dict[str, Callable[[], None]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument(
+        "--geometry", type=int, nargs=2, action="append", metavar=("N", "D"),
+        help="batch size and latent dimension (repeatable; default: 256 32, 256 200, 1024 200)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cpu-time", action="store_true",
+        help="time with the process's CPU clock (with OMP_NUM_THREADS=1: the op's cost on one idle core, "
+        "whatever else the machine runs) instead of the wall clock",
+    )  # fmt: skip
     args = p.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     print(f"lzn_lightning from {lzn_lightning.__file__}, torch {torch.__version__}, {threads} threads")
-    print("| op | b = n | d | ms |")
+    print(f"| op | b = n | d | {'CPU ' if args.cpu_time else ''}ms |")
     print("|---|---|---|---:|")
-    for n, d in ((256, 32), (256, 200), (1024, 200)):
+    for n, d in args.geometry or ((256, 32), (256, 200), (1024, 200)):
         for name, fn in step_ops(n, d).items():
-            print(f"| {name} | {n} | {d} | {median_seconds(fn, args.repeats) * 1e3:.1f} |", flush=True)
+            ms = median_seconds(fn, args.repeats, clock) * 1e3
+            print(f"| {name} | {n} | {d} | {ms:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Markdown tables of ``benchmarks/quality.py`` JSONs, written into docs/results.md by the shared writer.
 
-    python benchmarks/quality_tables.py docs/quality_joint_digits.json docs/quality_gen_digits.json --out docs/results.md
+    python benchmarks/quality_tables.py docs/quality_joint_digits.json docs/quality_gen_digits.json \
+        --out docs/results.md
 
 Each JSON becomes the generated section ``quality_<file stem>``: one row per method, mean ± std over its seeds
 for every metric (per-seed values below the table with ``--per-seed``; the JSON keeps them), and the mean fit
@@ -25,12 +26,9 @@ METRICS: dict[str, dict[str, str]] = {
         "fid": "FID (CNN features)",
     },
     "gen": {"fid": "FID (CNN features)", "recon_l2": "reconstruction L2"},
-    "repr": {
-        "linear_probe": "linear probe, anchors (%)",
-        "knn": "20-NN, anchors (%)",
-        "linear_probe_trunk": "linear probe, pre-head (%)",
-        "knn_trunk": "20-NN, pre-head (%)",
-    },
+    # A repr run's keys per feature set: "" = the anchors (``embed`` of the tower), "_trunk" = the pre-head
+    # feature (the deepest map, average-pooled); the table has one row per method and feature set.
+    "repr": {"linear_probe": "linear probe (%)", "knn": "20-NN (%)"},
     "text_label": {
         "test_accuracy": "test accuracy (%)",
         "cond_acc": "conditional texts judged right (%)",
@@ -59,10 +57,45 @@ def summary(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
 
 
+#: The feature sets of a repr run: key suffix -> the name of its rows.
+REPR_FEATURES = {"": "anchors", "_trunk": "pre-head"}
+
+
+def repr_rows(result: dict[str, Any]) -> dict[str, Any]:
+    """A repr result with one row per (method, feature set), the raw-pixel baseline of the JSON first.
+
+    Each run ``{"linear_probe": ..., "knn": ..., "linear_probe_trunk": ..., ...}`` becomes the rows
+    "<method>, anchors" and "<method>, pre-head" with keys ``linear_probe`` and ``knn``.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {}
+    if "raw_pixels_linear_probe" in result:  # the same probe protocol on flattened pixels: no encoder at all
+        pixels = {"linear_probe": result["raw_pixels_linear_probe"], "fit_seconds": 0.0}
+        if "raw_pixels_knn" in result:
+            pixels["knn"] = result["raw_pixels_knn"]
+        runs["raw pixels (no encoder)"] = [pixels]
+    for name, method_runs in result["runs"].items():
+        for suffix, features in REPR_FEATURES.items():
+            rows = []
+            for run in method_runs:
+                row = {k: v for k, v in run.items() if k in ("seed", "fit_seconds", "diverged")}
+                row.update({key: run[key + suffix] for key in METRICS["repr"] if key + suffix in run})
+                rows.append(row)
+            runs[f"{name}, {features}"] = rows
+    return {**result, "runs": runs}
+
+
 def markdown_table(result: dict[str, Any], per_seed_values: bool = False) -> str:
-    """The table of one quality.py result: methods x metrics (mean ± std), then per-seed values if asked."""
+    """The table of one quality.py result: methods x metrics (mean ± std), then per-seed values if asked.
+
+    A repr result has a row per method and feature set (anchors, pre-head) and a raw-pixel row, which is
+    deterministic (no seed) and is not counted in the header's seeds.
+    """
     metrics = METRICS[result["part"]]
-    seeds = max((len(runs) for runs in result["runs"].values()), default=0)
+    if result["part"] == "repr":
+        result = repr_rows(result)
+    seeds = max(
+        (len(runs) for name, runs in result["runs"].items() if not name.startswith("raw pixels")), default=0
+    )
     lines = [
         f"| method ({seeds} seed{'s' if seeds != 1 else ''}) | "
         + " | ".join(metrics.values())
@@ -74,7 +107,9 @@ def markdown_table(result: dict[str, Any], per_seed_values: bool = False) -> str
         diverged = sum("diverged" in r for r in runs)
         runs = [r for r in runs if "diverged" not in r]
         label = name + (f" ({diverged} of {diverged + len(runs)} runs diverged)" if diverged else "")
-        if diverged + len(runs) < seeds:  # a variant measured on fewer seeds than the table's other rows
+        if diverged + len(runs) < seeds and not name.startswith(
+            "raw pixels"
+        ):  # a variant measured on fewer seeds than the table's other rows
             label += f" (seed{'s' if len(runs) > 1 else ''} {', '.join(str(r['seed']) for r in runs)} only)"
         cells = []
         for key, col in metrics.items():
@@ -96,7 +131,11 @@ def main() -> None:
     p.add_argument(
         "--out", type=Path, help="markdown file whose quality_<stem> sections are written/replaced"
     )
-    p.add_argument("--per-seed", action="store_true", help="list each seed's values below the table (the JSON keeps them)")
+    p.add_argument(
+        "--per-seed",
+        action="store_true",
+        help="list each seed's values below the table (the JSON keeps them)",
+    )
     args = p.parse_args()
     for path in args.jsons:
         table = markdown_table(json.loads(path.read_text()), per_seed_values=args.per_seed)

@@ -28,6 +28,7 @@ import lzn_lightning.modalities  # noqa: E402,F401  (short names for the built-i
 from lzn_lightning.checkpoints import AtomicCheckpointIO, check_fits, read_checkpoint  # noqa: E402
 from lzn_lightning.data import LZNDataModule  # noqa: E402
 from lzn_lightning.module import LZNLightningModule  # noqa: E402
+from lzn_lightning.pretrained import is_pretrained_name  # noqa: E402
 
 if TYPE_CHECKING:
     from lzn_lightning.recipes import RecipeRun
@@ -43,6 +44,8 @@ SUBCOMMANDS = {
     "embed": "embed images (.npy or a folder) or texts (.txt) with a checkpoint, to .npy",
     "import-reference": "turn one of the paper's released checkpoints into a checkpoint of its recipe",
     "check-data": "decode every image file of a recipe's data and list the unreadable ones",
+    "export": "write a model as a Hugging Face-style folder with a card, or its encoder alone as a file",
+    "push-to-hub": "export a model and upload it to a Hugging Face model repository (--repo owner/name)",
 }
 
 
@@ -58,6 +61,7 @@ class LZNCLI(LightningCLI):
     """LightningCLI with LZN defaults: the LZN module (non-subclass mode) and any LZNDataModule."""
 
     _checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once while parsing the arguments
+    _pretrained: str | None = None  # the --ckpt_path export folder or Hub repository (lzn export)
 
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]  # noqa: D102
         parser.set_defaults({"trainer.precision": "32-true"})
@@ -77,15 +81,35 @@ class LZNCLI(LightningCLI):
         recipe defines the model and :meth:`_check_checkpoint` refuses a checkpoint that does not fit it.
         """
         path = self._ckpt_path()
+        if path is not None and is_pretrained_name(path):
+            self._pretrained, path = path, None
         self._checkpoint = read_checkpoint(path) if path is not None else None
 
     def _ckpt_path(self) -> str | None:
-        """``--ckpt_path`` when it names a local file (not Lightning's ``last``/``best``/... or a URL)."""
+        """``--ckpt_path`` when it names a local file or an export (not Lightning's ``last``/``best``/... or
+        another URL)."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path is None or str(path) in ("last", "best", "hpc", "registry") or "://" in str(path):
+        if path is None or str(path) in ("last", "best", "hpc", "registry"):
+            return None
+        if "://" in str(path) and not str(path).startswith("hf://"):
             return None
         return str(path)
+
+    def _load_pretrained(self) -> None:
+        """Load an export's weights into the recipe's model; the trainer then runs without a checkpoint."""
+        from lzn_lightning.pretrained import export_weights, load_weights, read_config, resolve
+
+        if self.subcommand == "fit":
+            raise ValueError(
+                f"--ckpt_path {self._pretrained} is an lzn export (inference weights, no training state): "
+                "lzn fit resumes only a checkpoint it wrote"
+            )
+        folder = resolve(self._pretrained)
+        load_weights(
+            self.model, export_weights(folder, read_config(folder, self._pretrained)), self._pretrained
+        )
+        self.config_init[self.subcommand]["ckpt_path"] = None
 
     def _check_checkpoint(self, required: bool) -> None:
         """One-line errors for a missing, corrupt or foreign ``--ckpt_path`` (not Lightning's traceback)."""
@@ -97,6 +121,8 @@ class LZNCLI(LightningCLI):
                     f"(e.g. runs/<recipe>/lightning_logs/version_0/checkpoints/last.ckpt)"
                 )
             return
+        if self._pretrained is not None:
+            self._load_pretrained()
         if self._checkpoint is not None:  # read (and checked readable) while parsing the arguments
             check_fits(self.model, self._checkpoint, path)
 
@@ -180,6 +206,14 @@ def main(args: list[str] | None = None) -> LZNCLI | None:
             from lzn_lightning.reference_import import main as import_reference
 
             import_reference(argv[1:], offline=USER_HF_OFFLINE)
+            return None
+        if argv[0] in ("export", "push-to-hub"):
+            from lzn_lightning.share_cli import export_main, push_main
+
+            if argv[0] == "export":
+                export_main(argv[1:])
+            else:
+                push_main(argv[1:], offline=USER_HF_OFFLINE)
             return None
         if argv[0] == "check-data":
             from lzn_lightning.check_data import main as check_data

@@ -45,7 +45,11 @@ def fail(name: str, message: str) -> NoReturn:
 
 # ---------------------------------------------------------------------------------------------------- parsers
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt_path", required=True, help="checkpoint written by `lzn fit` (e.g. .../last.ckpt)")
+    p.add_argument(
+        "--ckpt_path", required=True,
+        help="checkpoint written by `lzn fit` (e.g. .../last.ckpt), a folder `lzn export` wrote, or a Hub "
+        "repository of one (owner/name, hf://owner/name)",
+    )  # fmt: skip
     p.add_argument(
         "--device", default="auto", help="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ..."
     )

@@ -563,6 +563,30 @@ class LZNLightningModule(pl.LightningModule):
         before the loops' state)."""
         start_next_epoch_after_finished_one(checkpoint)
 
+    @classmethod
+    def from_pretrained(
+        cls, name: str | Path, revision: str | None = None, map_location: str | torch.device = "cpu"
+    ) -> LZNLightningModule:
+        """A model exported by ``lzn export``, in inference mode, from a folder or the Hugging Face Hub.
+
+        Embeddings, labels and samples are those of the checkpoint it was exported from (its EMA weights and
+        anchor banks). A Hub repository is fetched into huggingface_hub's cache; with ``HF_HUB_OFFLINE=1``
+        only the cache is read.
+
+        Args:
+            name: An export folder, ``"owner/name"`` or ``"hf://owner/name"`` (``@revision`` may follow).
+            revision: A Hub branch, tag or commit (None: ``main``).
+            map_location: Device of the returned model.
+
+        Raises:
+            FileNotFoundError: No such folder, or a Hub repository that cannot be fetched (or, offline, is not
+                in the cache).
+            ValueError: A folder that is not an export, or one this version cannot build.
+        """
+        from lzn_lightning.pretrained import load_pretrained
+
+        return load_pretrained(name, revision=revision, map_location=map_location)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Live weights in ``state_dict`` (EMA under ``ema.*``); randomness needs no state (see above)."""
         if self._ema_active:
@@ -573,13 +597,18 @@ def load_for_inference(path: str | Path, map_location: str | torch.device = "cpu
     """Load an ``lzn fit`` (or ``trainer.save_checkpoint``) checkpoint for inference, with one-line errors.
 
     Args:
-        path: The ``.ckpt`` file.
+        path: The ``.ckpt`` file, or an ``lzn export`` folder or Hub repository (``owner/name``,
+            ``hf://owner/name``: :meth:`LZNLightningModule.from_pretrained`).
         map_location: Device to load onto.
 
     Raises:
         FileNotFoundError: No such file.
         ValueError: Not a PyTorch checkpoint, or not one of an LZN model, or weights that do not fit.
     """
+    from lzn_lightning.pretrained import is_pretrained_name
+
+    if is_pretrained_name(path):
+        return LZNLightningModule.from_pretrained(path, map_location=map_location)
     read_checkpoint(path)
     try:
         model = LZNLightningModule.load_from_checkpoint(path, map_location=map_location, weights_only=True)

@@ -50,7 +50,7 @@ class _Layers(nn.Module):
         self.mixed_7 = nn.Identity()
         self.mixed_8 = nn.Identity()
         self.mixed_9 = nn.Identity()
-        self.mixed_10 = nn.Identity()
+        self.mixed_10 = nn.Conv2d(16, 2048, 1)  # pool3 has the real network's 2048 features
         self.pool2 = nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -65,7 +65,7 @@ class _StandInInception(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.layers = _Layers()
-        self.output = nn.Linear(16, 10)
+        self.output = nn.Linear(2048, 1008)
         nn.init.normal_(self.output.bias, std=5.0)  # a large bias, so a softmax that used it would differ
 
 
@@ -88,7 +88,9 @@ def _expected(net: _StandInInception, u8: Tensor) -> dict[str, Tensor]:
 def test_inception_feature_set_keys_shapes_and_values() -> None:
     net = _StandInInception()
     x, u8 = _level_images(3, 299)  # 299 px: the clean resize is the identity
-    out = InceptionFeatureSet(resize="clean", network=net)(x)
+    fs = InceptionFeatureSet(resize="clean", network=net)
+    assert fs.name == "inception-2015-12-05-clean" and "PIL bicubic" in fs.description
+    out = fs(x)
     want = _expected(net, u8)
     assert set(out) == {"pool3", "spatial", "probs"}
     torch.testing.assert_close(out["pool3"], want["pool3"])
@@ -125,6 +127,22 @@ def test_inception_feature_set_runs_a_torchscript_module_and_resizes() -> None:
         with torch.no_grad():
             pool3 = net.layers((resized - 128) / 128).flatten(1)
         torch.testing.assert_close(out["pool3"], pool3)
+
+
+def test_inception_feature_set_pool3_is_clean_fids(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Loaded the default way, through clean-fid, its pool3 equals clean-fid's own "clean" FID features
+    (the existing InceptionFeatures, built by cleanfid.features.build_feature_extractor)."""
+    import cleanfid.inception_torchscript as ts
+
+    from lzn_lightning.metrics import InceptionFeatures
+
+    scripted = torch.jit.script(_StandInInception())
+    monkeypatch.setattr(ts, "check_download_inception", lambda fpath="./": fpath)  # the file "is there"
+    monkeypatch.setattr(ts.torch.jit, "load", lambda path: scripted)  # and holds the stand-in
+    x, _ = _level_images(2, 40, seed=7)
+    ours = InceptionFeatureSet(weights_folder=str(tmp_path))(x)
+    torch.testing.assert_close(ours["pool3"], InceptionFeatures()(x))
+    assert ours["probs"].shape == (2, 1008) and ours["pool3"].shape == (2, 2048)
 
 
 def test_clean_resize_is_clean_fids() -> None:
@@ -219,6 +237,13 @@ def test_clip_embeddings_without_transformers_says_what_to_install(monkeypatch: 
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
     with pytest.raises(ImportError, match=r"pip install lzn-lightning\[cmmd\]"):
         CLIPImageEmbeddings()
+
+
+def test_clip_embeddings_missing_model_is_one_line(tmp_path) -> None:
+    pytest.importorskip("transformers")
+    with pytest.raises(RuntimeError, match="could not load") as err:
+        CLIPImageEmbeddings(model_name=str(tmp_path / "no_such_model"))  # never a download
+    assert "\n" not in str(err.value)
 
 
 def test_clip_embeddings_with_a_tiny_transformers_clip() -> None:

@@ -51,6 +51,15 @@ def test_precision_recall_equals_brute_force(dim: int, batch_size: int) -> None:
     assert 0.0 < got[0] < 1.0 and 0.0 < got[1] < 1.0  # a case that can tell precision from recall
 
 
+def test_precision_recall_reuses_given_real_radii() -> None:
+    real, fake = _overlapping_sets(32, seed=2)
+    radii = manifold_radii(real, k=3)
+    assert precision_recall(real, fake, real_radii=radii) == precision_recall(real, fake)
+    assert precision_recall(real, fake, real_radii=np.zeros(len(real)))[0] == 0.0  # the radii are used
+    with pytest.raises(ValueError, match="real_radii"):
+        precision_recall(real, fake, real_radii=radii[:-1])
+
+
 def test_precision_recall_other_k_and_torch_inputs() -> None:
     real, fake = _overlapping_sets(32, seed=1)
     got = precision_recall(
@@ -72,6 +81,15 @@ def test_precision_recall_known_answers() -> None:
     real, fake = _overlapping_sets(64)
     assert precision_recall(real, real, k=3, batch_size=50) == (1.0, 1.0)
     assert precision_recall(real, fake + 1e3, k=3) == (0.0, 0.0)  # disjoint, far apart
+
+
+def test_precision_recall_by_hand_on_a_line() -> None:
+    real = np.array([[0.0], [1.0], [2.0], [3.0]])  # k=1: every real ball has squared radius 1
+    fake = np.array([[-1.0], [1.5], [10.0]])  # squared radii 6.25, 6.25, 72.25
+    # -1 is at squared distance exactly 1 from 0 (on the boundary, inside: <=), 1.5 inside, 10 outside;
+    # the ball of 1.5 covers every real point.
+    assert precision_recall(real, fake, k=1) == (pytest.approx(2 / 3), 1.0)
+    np.testing.assert_allclose(manifold_radii(fake, k=1), [6.25, 6.25, 72.25])
 
 
 def test_precision_recall_bad_input_raises() -> None:

@@ -205,3 +205,27 @@ def test_log_window_averages_a_step_window_per_run_and_per_group(tmp_path: Path,
     monkeypatch.setattr(sys, "argv", [*argv[:2], "25-50", *argv[3:]])
     with pytest.raises(SystemExit, match="expected A:B"):
         log_window.main()
+
+
+def test_repr_table_has_a_row_per_feature_set_and_the_raw_pixel_baseline() -> None:
+    from quality_tables import markdown_table
+
+    def run(seed: int, anchors: float, trunk: float) -> dict:
+        return {"seed": seed, "linear_probe": anchors, "knn": anchors - 0.1, "linear_probe_trunk": trunk,
+                "knn_trunk": trunk - 0.1, "fit_seconds": 10.0}  # fmt: skip
+
+    result = {
+        "part": "repr",
+        "raw_pixels_linear_probe": 0.8,
+        "raw_pixels_knn": 0.81,
+        "runs": {"LZN (recipe)": [run(0, 0.9, 0.7), run(1, 0.8, 0.5)], "random": [run(0, 0.6, 0.3)]},
+    }
+    lines = markdown_table(result).splitlines()
+    assert (
+        lines[0] == "| method (2 seeds) | linear probe (%) | 20-NN (%) | fit s/run |"
+    )  # raw pixels: no seed
+    assert lines[2] == "| raw pixels (no encoder) | 80.00 | 81.00 | 0 |"
+    assert lines[3] == "| LZN (recipe), anchors | 85.00 ± 5.00 | 75.00 ± 5.00 | 10 |"
+    assert lines[4] == "| LZN (recipe), pre-head | 60.00 ± 10.00 | 50.00 ± 10.00 | 10 |"
+    assert lines[5] == "| random, anchors (seed 0 only) | 60.00 | 50.00 | 10 |"
+    assert lines[6] == "| random, pre-head (seed 0 only) | 30.00 | 20.00 | 10 |"

@@ -10,6 +10,7 @@ from lzn_lightning.data.captions import CaptionedDigitsDataModule, CaptionedMNIS
 from lzn_lightning.data.cifar10 import CIFAR10DataModule
 from lzn_lightning.data.digits import DigitsDataModule
 from lzn_lightning.data.errors import DatasetNotFoundError
+from lzn_lightning.data.fashion_mnist import FashionMNISTDataModule
 from lzn_lightning.data.files import ImageFileDataset
 from lzn_lightning.data.image_folder import ImageFolderDataModule
 from lzn_lightning.data.imagenet import ImageNetDataModule
@@ -26,6 +27,7 @@ __all__ = [
     "CaptionedMNIST5kDataModule",
     "DatasetNotFoundError",
     "DigitsDataModule",
+    "FashionMNISTDataModule",
     "ImageFileDataset",
     "ImageFolderDataModule",
     "ImageNetDataModule",

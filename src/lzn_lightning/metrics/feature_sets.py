@@ -32,6 +32,7 @@ INCEPTION_TRUNK = (
     "mixed", "mixed_1", "mixed_2", "mixed_3", "mixed_4", "mixed_5", "mixed_6",
     "mixed_7", "mixed_8", "mixed_9", "mixed_10", "pool2",
 )  # fmt: skip
+_RESIZE_WHAT = {"clean": "clean-fid's PIL bicubic resize", "tensorflow": "the TF graph's bilinear resize"}
 SPATIAL_CHANNELS = 7  # sFID keeps the first 7 of mixed_6/conv's 192 channels: 7*17*17 = 2023, close to 2048
 
 CMMD_CLIP_MODEL = "openai/clip-vit-large-patch14-336"  # the CMMD paper's embedding model
@@ -100,7 +101,7 @@ def load_clean_fid_inception(folder: str | None = None) -> nn.Module:
         return InceptionV3W(folder, download=True).base
     except Exception as err:  # clean-fid raises bare download errors
         raise RuntimeError(
-            f"clean-fid could not load inception-2015-12-05.pt from {folder} ({type(err).__name__}: {err}); "
+            f"clean-fid could not load inception-2015-12-05.pt from {folder} ({_first_line(err)}); "
             "copy the file there from a machine with network, or pass network= a loaded module"
         ) from err
 
@@ -128,6 +129,10 @@ class InceptionFeatureSet(nn.Module):
         network: The loaded TorchScript module (or any module with its ``layers.<name>`` and ``output``
             structure, e.g. a stand-in in tests); None loads clean-fid's (:func:`load_clean_fid_inception`).
         weights_folder: Where clean-fid keeps ``inception-2015-12-05.pt`` when ``network`` is None.
+
+    Attributes:
+        name: Short id of the network and resize (e.g. to key cached real-image features).
+        description: One line saying what the features are, for logs and tables.
     """
 
     def __init__(
@@ -150,6 +155,11 @@ class InceptionFeatureSet(nn.Module):
                 f"layers.pool2, layers.mixed_6.conv, output); missing layers {missing or ''}"
             )
         self.network.to(device)
+        self.name = f"inception-2015-12-05-{resize}"  # e.g. a key for cached real-image features
+        self.description = (
+            f"clean-fid Inception 2015-12-05 (TorchScript): pool3 2048-d, mixed_6/conv[:7] 2023-d, softmax "
+            f"over 1008 classes without bias; uint8, {_RESIZE_WHAT[resize]} to 299"
+        )
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> dict[str, Tensor]:
@@ -177,6 +187,12 @@ class InceptionFeatureSet(nn.Module):
         }
 
 
+def _first_line(err: BaseException) -> str:
+    """``Type: message`` of an exception, cut to its first line (library errors often span several)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
 def _load_clip(model_name: str) -> tuple[nn.Module, int, Sequence[float], Sequence[float]]:
     """CLIP vision tower with projection and its preprocessing constants, via Hugging Face transformers."""
     try:
@@ -190,7 +206,7 @@ def _load_clip(model_name: str) -> tuple[nn.Module, int, Sequence[float], Sequen
         processor = CLIPImageProcessor.from_pretrained(model_name)
     except Exception as err:  # network / cache errors of several types
         raise RuntimeError(
-            f"could not load {model_name} ({type(err).__name__}: {err}); download it once with network "
+            f"could not load {model_name} ({_first_line(err)}); download it once with network "
             "(it is then read from the Hugging Face cache), or pass model= a loaded module"
         ) from err
     size = int(processor.crop_size["height"])
@@ -213,6 +229,10 @@ class CLIPImageEmbeddings(nn.Module):
         image_size: Model input side S when ``model`` is given.
         mean: Per-channel normalisation mean when ``model`` is given.
         std: Per-channel normalisation std when ``model`` is given.
+
+    Attributes:
+        name: The model id (or the stand-in's class name and input size).
+        description: One line saying what the embeddings are.
     """
 
     def __init__(
@@ -225,10 +245,16 @@ class CLIPImageEmbeddings(nn.Module):
         std: Sequence[float] = CLIP_STD,
     ) -> None:
         super().__init__()
+        given = model
         if model is None:
             model, image_size, mean, std = _load_clip(model_name)
         self.model = model.eval().to(device)
         self.image_size = image_size
+        self.name = model_name if given is None else f"{type(given).__name__}-{image_size}px"
+        self.description = (
+            f"CLIP image embeddings ({self.name}), L2-normalised; uint8, centre crop, PIL bicubic to "
+            f"{image_size}"
+        )
         self.register_buffer(
             "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
         )

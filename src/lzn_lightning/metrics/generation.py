@@ -84,7 +84,11 @@ def manifold_radii(features: Any, k: int = 3, batch_size: int = 10000) -> np.nda
 
 
 def precision_recall(
-    real_features: Any, fake_features: Any, k: int = 3, batch_size: int = 10000
+    real_features: Any,
+    fake_features: Any,
+    k: int = 3,
+    batch_size: int = 10000,
+    real_radii: Any | None = None,
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) of generated against real features.
 
@@ -104,6 +108,8 @@ def precision_recall(
         fake_features: [M, D] features of generated images.
         k: Neighbourhood size of the manifold estimate (the paper's evaluator: 3); must be < N and < M.
         batch_size: Rows and columns of one distance block (trades memory for speed).
+        real_radii: ``manifold_radii(real_features, k)`` computed before (the real set's third of the work),
+            to reuse across several generated sets; None computes it.
 
     Returns:
         (precision, recall), each in [0, 1].
@@ -112,7 +118,14 @@ def precision_recall(
     _check_k(k, len(real), "real_features")
     _check_k(k, len(fake), "fake_features")
     _check_batch(batch_size)
-    real_radii = torch.from_numpy(manifold_radii(real, k, batch_size))
+    if real_radii is None:
+        real_radii = manifold_radii(real, k, batch_size)
+    real_radii = _as_float64("real_radii", real_radii)
+    if real_radii.shape != (len(real),):
+        raise ValueError(
+            f"real_radii must be [N] = [{len(real)}] (manifold_radii of real_features), got "
+            f"{tuple(real_radii.shape)}"
+        )
     fake_radii = torch.from_numpy(manifold_radii(fake, k, batch_size))
     real_inside = torch.zeros(len(real), dtype=torch.bool)  # real sample inside the fake manifold (recall)
     fake_inside = torch.zeros(len(fake), dtype=torch.bool)  # fake sample inside the real manifold (precision)

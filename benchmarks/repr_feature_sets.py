@@ -1,0 +1,92 @@
+"""Which features a representation number is about: anchors vs pre-head, raw pixels, probe convergence.
+
+For a representation recipe, probes (the benchmarks' protocol: logistic regression on standardised features of
+the clean training split, tested on the test split; and a 20-NN cosine vote) the features of
+
+* raw pixels (flattened; no encoder),
+* the recipe's encoder at its seeded random initialisation (``--seeds``), and a trained checkpoint if given,
+
+each on two feature sets: the anchors (``model.embed`` for the tower encoder: the sum of heads on flattened
+feature maps at every scale, the input resolution included) and the pre-head feature (the deepest map,
+average-pooled). The probe runs at ``max_iter`` 1000 (the benchmarks') and again at 10x that, so that a number
+that moves with the iteration budget shows.
+
+    python benchmarks/repr_feature_sets.py --recipe recipes/digits_repr.yaml --seeds 0 1 2 [--ckpt C.ckpt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from lzn_lightning import LZNLightningModule
+from lzn_lightning.callbacks.base import dataset_tensors
+from lzn_lightning.inference import LZNInference
+from lzn_lightning.metrics import knn_accuracy, linear_probe_accuracy
+from lzn_lightning.recipes import build_run
+
+
+def probes(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> dict[str, str]:
+    """Linear probe at 1,000 and 10,000 L-BFGS iterations (a * marks "did not converge") and 20-NN, in %."""
+    out = {}
+    for iters in (1000, 10000):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            acc = linear_probe_accuracy(*train, *test, max_iter=iters)
+        stalled = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        out[f"probe@{iters}"] = f"{100 * acc:.2f}{'*' if stalled else ''}"
+    out["20-NN"] = f"{100 * knn_accuracy(*train, *test, k=20):.2f}"
+    return out
+
+
+def feature_rows(model: LZNLightningModule, name: str, train, test) -> list[tuple[str, dict[str, str]]]:
+    image = model.modality(LZNInference(model).source_field())
+    rows = []
+    with model.inference():  # EMA weights, eval mode, no gradients
+        for features, fn in (("anchors", image.embed), ("pre-head", image.trunk_features)):
+            ftr, fte = (fn(x).float().numpy() for x in (train[0], test[0]))
+            rows.append((f"{name}, {features} ({ftr.shape[1]}-d)", probes((ftr, train[1]), (fte, test[1]))))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", type=Path, required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--ckpt", type=Path, default=None, help="a trained checkpoint of the recipe")
+    args = p.parse_args()
+    torch.set_grad_enabled(False)
+    quiet = {"logger": False, "validation": False, "checkpoints": False, "progress_bar": False,
+             "model_summary": False, "recipe_callbacks": False}  # fmt: skip
+    data = build_run([args.recipe], ["--data.init_args.two_views=false"], **quiet).datamodule
+    data.setup("fit")
+    data.setup("test")
+    train = [t.numpy() if i else t for i, t in enumerate(dataset_tensors(data.train_dataset))]
+    test = [t.numpy() if i else t for i, t in enumerate(dataset_tensors(data.test_dataset))]
+    rows = [
+        ("raw pixels", probes((train[0].flatten(1).numpy(), train[1]), (test[0].flatten(1).numpy(), test[1])))
+    ]
+    for seed in args.seeds:
+        model = build_run([args.recipe], [], seed=seed, **quiet).model
+        rows += feature_rows(model, f"random-init encoder, seed {seed}", train, test)
+    if args.ckpt:
+        rows += feature_rows(
+            LZNLightningModule.load_from_checkpoint(args.ckpt, map_location="cpu"), "trained", train, test
+        )
+    keys = list(rows[0][1])
+    print(
+        f"{args.recipe}: {len(train[1])} train -> {len(test[1])} test images (* = L-BFGS did not converge)\n"
+    )
+    print("| features | " + " | ".join(f"{k} (%)" for k in keys) + " |")
+    print("|---|" + "---:|" * len(keys))
+    for name, values in rows:
+        print(f"| {name} | " + " | ".join(values[k] for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
