@@ -46,6 +46,7 @@ from lzn_lightning.metrics import (
     feature_sets_of,
     frechet_distance,
     inception_score,
+    manifold_radii,
     precision_recall,
     spatial_frechet_distance,
 )
@@ -247,8 +248,11 @@ class GenerationMetrics(EvalCallback):
             }
         metrics: dict[str, float] = {}
         if rank == 0:
+            radii = manifold_radii(
+                real["inception"]["pool3"], k=PR_K
+            )  # the real manifold, once for all samplers
             for sampler, feats in fake.items():
-                metrics |= {f"{k}/{sampler}": v for k, v in self.scores(real, feats).items()}
+                metrics |= {f"{k}/{sampler}": v for k, v in self.scores(real, feats, radii).items()}
         cached = "all read from the cache" if not missing else f"{', '.join(missing)} computed and cached"
         what = (
             f"{n} generated per sampler ({', '.join(self.samplers)}; EMA weights; "
@@ -261,12 +265,14 @@ class GenerationMetrics(EvalCallback):
 
     @staticmethod
     def scores(
-        real: dict[str, dict[str, np.ndarray]], fake: dict[str, dict[str, np.ndarray]]
+        real: dict[str, dict[str, np.ndarray]],
+        fake: dict[str, dict[str, np.ndarray]],
+        real_radii: np.ndarray | None = None,
     ) -> dict[str, float]:
         """The metrics of one sampler from real and generated features, each ``{network: {feature set:
-        [N, D]}}``."""
+        [N, D]}}`` (``real_radii``: the real pool3 manifold's, when already computed)."""
         r, f = real["inception"], fake["inception"]
-        precision, recall = precision_recall(r["pool3"], f["pool3"], k=PR_K)
+        precision, recall = precision_recall(r["pool3"], f["pool3"], k=PR_K, real_radii=real_radii)
         out = {
             "fid": frechet_distance(r["pool3"], f["pool3"]),
             "sfid": spatial_frechet_distance(r["spatial"], f["spatial"]),
