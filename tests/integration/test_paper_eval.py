@@ -38,6 +38,29 @@ GENERATION = ("fid", "sfid", "inception_score", "precision", "recall", "cmmd")
 SAMPLERS = ("rk45", "euler10")
 
 
+# The authors' sample counts (as many as real training images; docs/guide.md#check-the-papers-numbers).
+PAPER_SAMPLES = {
+    "cifar10_gen": 50000, "cifar10_joint": 50000, "afhq_cat_gen": 5120, "celebahq_gen": 29952,
+    "lsun_bedroom_gen": 29952,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_the_recipe_declares_the_papers_protocol_for_lzn_test_only(recipe: str) -> None:
+    spec = yaml.safe_load((ROOT / "recipes" / f"{recipe}.yaml").read_text())
+    callbacks = {cb["class_path"]: cb.get("init_args", {}) for cb in spec["trainer"]["callbacks"]}
+    gen = callbacks["GenerationMetrics"]
+    assert gen["num_samples"] == PAPER_SAMPLES[recipe] and gen["samplers"] == ["rk45", "euler10"]
+    assert "feature_network" not in gen and "cmmd" not in gen  # Inception; CMMD when its extra is there
+    built = GenerationMetrics(**gen)
+    assert built.every_n_validations == 0 and built.on_test and built.real_split == "train"
+    rec = callbacks["ReconstructionL2"]
+    assert rec["repeats"] == 20 and rec["num_samples"] == (2000 if recipe.startswith("cifar") else 256)
+    assert rec["every_n_validations"] == 0
+    assert ("ZoneAccuracy" in callbacks) == (recipe == "cifar10_joint")
+    assert list(callbacks)[-1] == "PaperTable" and callbacks["PaperTable"]["recipe"] == recipe
+
+
 def _imported(recipe: str, folder: Path, capfd: pytest.CaptureFixture) -> Path:
     """The recipe's tiny model as `lzn import-reference` makes it from an authors'-layout file."""
     path = ROOT / "recipes" / f"{recipe}.yaml"
