@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,11 @@ class LinearProbeModule(pl.LightningModule):
     # -------------------------------------------------------------------------------------------- steps
     def setup(self, stage: str) -> None:
         """Check the data's classes against ``num_classes``."""
+        # Why: Lightning warns about modules left in eval mode at the start of fit; the frozen encoder is
+        # meant to be (its mode is kept by ``train``), so the warning would only alarm.
+        warnings.filterwarnings(
+            "ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training"
+        )
         data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         classes = getattr(data, "num_classes", None)
         if classes is not None and classes != self.num_classes:

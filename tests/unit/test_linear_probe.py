@@ -1,7 +1,7 @@
-"""The linear probe of case study 2 (LinearProbeModule, CachedFeatures, recipes/imagenet_linear*.yaml) on a tiny
-ImageNet-layout folder of JPEGs and a tiny LZN image encoder: it learns, the encoder stays frozen, the accuracies
-are the hand count, the feature cache is reused and re-keyed, a resumed run ends bit for bit where a straight
-one does, and mistakes end in one clear line."""
+"""The linear probe of case study 2 (LinearProbeModule, CachedFeatures, recipes/imagenet_linear*.yaml) on a
+tiny ImageNet-layout folder of JPEGs and a tiny LZN image encoder: it learns, the encoder stays frozen, the
+accuracies are the hand count, the feature cache is reused and re-keyed, a resumed run ends bit for bit where
+a straight one does, and mistakes end in one clear line."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ CLASSES = 3
 SIZE = 16  # px of the crops the tiny encoder reads
 
 
-# ---------------------------------------------------------------------------------------------------- fixtures
+# -------------------------------------------------------------------------------------------- fixtures
 def _save_lzn(model: LZNLightningModule, path: Path) -> Path:
     """A checkpoint as ``lzn fit`` writes one, without a trainer (weights and hyper-parameters)."""
     ckpt = {
@@ -94,8 +94,9 @@ def _imagenet(root: Path, **kw: Any) -> ImageNetDataModule:
 
 
 def _trainer(root: Path, **kw: Any) -> pl.Trainer:
-    args = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-            "enable_checkpointing": False, "default_root_dir": root, "num_sanity_val_steps": 0} | kw  # fmt: skip
+    args = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
+            "enable_model_summary": False, "enable_checkpointing": False, "default_root_dir": root,
+            "num_sanity_val_steps": 0} | kw  # fmt: skip
     return pl.Trainer(**args)
 
 
@@ -111,7 +112,7 @@ def _clean_val_loss(probe: LinearProbeModule, data: ImageNetDataModule) -> float
         return float(nn.functional.cross_entropy(probe(batch), batch["label"]))
 
 
-# ---------------------------------------------------------------------------------------------------- learning
+# -------------------------------------------------------------------------------------------- learning
 def test_probe_learns_on_augmented_views_with_the_encoder_frozen_in_eval_mode(
     lzn_ckpt: Path, folder: Path, tmp_path: Path
 ) -> None:
@@ -138,15 +139,19 @@ def test_probe_learns_on_augmented_views_with_the_encoder_frozen_in_eval_mode(
 
 def test_probe_reads_the_ema_weights_of_the_checkpoint(lzn_ckpt: Path) -> None:
     raw = torch.load(lzn_ckpt, weights_only=True)["state_dict"]
-    ema = {k.removeprefix("ema.shadow.image."): v for k, v in raw.items() if k.startswith("ema.shadow.image.")}
+    ema = {
+        k.removeprefix("ema.shadow.image."): v for k, v in raw.items() if k.startswith("ema.shadow.image.")
+    }
     encoder = load_frozen_encoder(lzn_ckpt)
     ours = encoder.modality.state_dict()
     assert ema and all(torch.equal(ours[k], v) for k, v in ema.items())
-    live = {k.removeprefix("modalities.image."): v for k, v in raw.items() if k.startswith("modalities.image.")}
+    live = {
+        k.removeprefix("modalities.image."): v for k, v in raw.items() if k.startswith("modalities.image.")
+    }
     assert any(not torch.equal(ours[k], v) for k, v in live.items())  # not the live weights
 
 
-# ---------------------------------------------------------------------------------------------------- top-k
+# ------------------------------------------------------------------------------------------------- top-k
 class _Passthrough(nn.Module):
     """An "encoder" whose features are the inputs themselves (so head = identity makes logits = inputs)."""
 
@@ -180,9 +185,13 @@ def test_top1_and_top5_equal_a_hand_count(tmp_path: Path, capsys: pytest.Capture
         expected = _hand_topk(scores.numpy(), labels.numpy(), k)
         assert metrics[f"test/top{k}"] == pytest.approx(expected, abs=1e-7)
     written = json.loads((tmp_path / "probe_test.json").read_text())
-    assert written["accuracy_percent"]["top1"] == pytest.approx(100 * _hand_topk(scores.numpy(), labels.numpy(), 1))
+    assert written["accuracy_percent"]["top1"] == pytest.approx(
+        100 * _hand_topk(scores.numpy(), labels.numpy(), 1)
+    )
     printed = capsys.readouterr().err
-    assert "linear probe top-1:" in printed and "(paper: 69.5%)" in printed and "linear probe top-5:" in printed
+    assert (
+        "linear probe top-1:" in printed and "(paper: 69.5%)" in printed and "linear probe top-5:" in printed
+    )
 
 
 def test_probe_report_puts_the_paper_beside_top1() -> None:
@@ -190,9 +199,11 @@ def test_probe_report_puts_the_paper_beside_top1() -> None:
     assert text.splitlines() == ["linear probe top-1: 70.12%   (paper: 69.5%)", "linear probe top-5: 89.50%"]
 
 
-# ---------------------------------------------------------------------------------------------------- cache
+# ----------------------------------------------------------------------------------------------- cache
 def _cached(folder: Path, cache: Path, **images: Any) -> CachedFeatures:
-    return CachedFeatures(_imagenet(folder, **images), cache_dir=str(cache), batch_size=6, encode_batch_size=5)
+    return CachedFeatures(
+        _imagenet(folder, **images), cache_dir=str(cache), batch_size=6, encode_batch_size=5
+    )
 
 
 def test_feature_cache_holds_the_centre_crop_features_is_reused_and_rekeyed(
@@ -241,12 +252,14 @@ def test_feature_cache_holds_the_centre_crop_features_is_reused_and_rekeyed(
     assert len(list(cache.glob("*.pt"))) == 6
 
 
-# ---------------------------------------------------------------------------------------------------- resume
+# ---------------------------------------------------------------------------------------------- resume
 def _fit_steps(lzn_ckpt: Path, folder: Path, root: Path, steps: int, ckpt_path: Path | None = None) -> Any:
     pl.seed_everything(0)
     probe = _probe(lzn_ckpt, lr=0.05)
     save = ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=3, save_top_k=-1, filename="s{step}")
-    trainer = _trainer(root, max_steps=steps, limit_val_batches=0, enable_checkpointing=True, callbacks=[save])
+    trainer = _trainer(
+        root, max_steps=steps, limit_val_batches=0, enable_checkpointing=True, callbacks=[save]
+    )
     trainer.fit(probe, _imagenet(folder, num_workers=1), ckpt_path=ckpt_path)
     return probe, trainer
 
@@ -267,7 +280,7 @@ def test_resumed_probe_ends_bit_for_bit_where_the_straight_run_ends(
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["state"][index][name])), name
 
 
-# ---------------------------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------------------------------- CLI
 def test_recipe_fits_and_tests_through_the_lzn_cli(
     lzn_ckpt: Path, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -276,15 +289,38 @@ def test_recipe_fits_and_tests_through_the_lzn_cli(
             "--model.init_args.top_k=[1, 2]",
             f"--data.init_args.root={folder}", "--data.init_args.size=16", "--data.init_args.batch_size=6",
             "--data.init_args.num_workers=0", f"--trainer.default_root_dir={tmp_path}",
-            "--trainer.max_steps=2", "--trainer.enable_progress_bar=false", "--trainer.logger=false"]  # fmt: skip
+            "--trainer.max_steps=2", "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false"]  # fmt: skip
     cli = main(["fit", "--config", recipe, *tiny])
     assert cli is not None and cli.trainer.global_step == 2 and isinstance(cli.model, LinearProbeModule)
     (last,) = tmp_path.rglob("last.ckpt")
-    main(["test", "--config", recipe, *tiny, f"--trainer.default_root_dir={tmp_path / 'test'}", f"--ckpt_path={last}"])
+    main(
+        [
+            "test",
+            "--config",
+            recipe,
+            *tiny,
+            f"--trainer.default_root_dir={tmp_path / 'test'}",
+            f"--ckpt_path={last}",
+        ]
+    )
     assert "(paper: 69.5%)" in capsys.readouterr().err
-    assert set(json.loads((tmp_path / "test" / "probe_test.json").read_text())["accuracy_percent"]) == {"top1", "top2"}
+    assert set(json.loads((tmp_path / "test" / "probe_test.json").read_text())["accuracy_percent"]) == {
+        "top1",
+        "top2",
+    }
     with pytest.raises(SystemExit) as info:  # a probe checkpoint is not a model lzn embed can read
-        main(["embed", "--ckpt_path", str(last), "--input", str(folder / "val"), "--out", str(tmp_path / "e.npy")])
+        main(
+            [
+                "embed",
+                "--ckpt_path",
+                str(last),
+                "--input",
+                str(folder / "val"),
+                "--out",
+                str(tmp_path / "e.npy"),
+            ]
+        )
     assert info.value.code == 2 and "linear probe's checkpoint" in capsys.readouterr().err
 
 
@@ -294,7 +330,7 @@ def test_cached_recipe_parses(capsys: pytest.CaptureFixture) -> None:
     assert info.value.code == 0 and "CachedFeatures" in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------------------------------------------- errors
+# ---------------------------------------------------------------------------------------------- errors
 def test_recipe_without_encoder_checkpoint_says_which_argument(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as info:
         main(["fit", "--config", str(ROOT / "recipes" / "imagenet_linear.yaml")])
