@@ -94,8 +94,8 @@ def weights_digest(module: nn.Module) -> str:
     """SHA-256 of a module's parameters and buffers (names, shapes, dtypes, values): its features' key."""
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        t = tensor.detach().cpu().contiguous().reshape(-1)  # 1-d: a 0-d tensor cannot be viewed as bytes
+        digest.update(f"{name}:{tuple(tensor.shape)}:{t.dtype};".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
@@ -108,7 +108,7 @@ class LinearProbeModule(pl.LightningModule):
     paper's protocol; batches with a ``features`` entry (:class:`~lzn_lightning.data.CachedFeatures`) skip the
     encoder. Validation and test report top-1 and top-5 accuracy (torchmetrics, summed over devices);
     ``lzn test`` prints them with ``paper_top1`` beside top-1. Checkpoints hold the encoder and the head, so a
-    checkpoint of another encoder's probe is refused.
+    test scores the head with the encoder it was trained on (a probe of another architecture is refused).
 
     Args:
         num_classes: Classes of the labels (1000 for ImageNet); checked against the data module.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
@@ -166,6 +167,8 @@ class CachedFeatures(LZNDataModule):
                     s.unlink()
             strategy.barrier("cached_features_joined")
             self.computed.append(split)
+        how = "computed and cached in" if self.computed[-1:] == [split] else "read from the cache"
+        rank_zero_info(f"CachedFeatures: {split} features {how} {path}")
         saved = torch.load(path, weights_only=True, mmap=True)
         return FeatureDataset(saved["features"], saved["labels"])
 
