@@ -357,3 +357,32 @@ def test_wrong_class_count_is_refused(lzn_ckpt: Path, folder: Path, tmp_path: Pa
     probe = LinearProbeModule(num_classes=5, encoder_ckpt=str(lzn_ckpt), top_k=(1,))
     with pytest.raises(ValueError, match="num_classes=3"):
         _trainer(tmp_path, max_steps=1).fit(probe, _imagenet(folder))
+
+
+# ------------------------------------------------------------------------------------------------ plumbing
+def test_clean_datasets_give_every_split_the_evaluation_crop(folder: Path) -> None:
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    data = _imagenet(folder)  # two augmented training views
+    train, _, _ = data.clean_datasets()
+    first = train[0]
+    assert set(first) == {"image", "label"}  # one view
+    assert torch.equal(first["image"], train[0]["image"])  # no randomness
+    with Image.open(train.files[0]) as f:
+        expected = F.pil_to_tensor(data.eval_transform()(f.convert("RGB"))).float() / 127.5 - 1
+    torch.testing.assert_close(first["image"], expected, rtol=0, atol=1e-6)
+    assert data.train_dataset is None  # the module's own datasets are untouched
+    assert data.view_settings(train=True)[1] is True  # and its training views are still two
+
+
+def test_the_cli_reads_the_model_by_class_only_when_a_config_names_one(tmp_path: Path) -> None:
+    from lzn_lightning.cli import names_model_class
+
+    named, plain = tmp_path / "named.yaml", tmp_path / "plain.yaml"
+    named.write_text("model:\n  class_path: LinearProbeModule\n")
+    plain.write_text("model:\n  latent_dim: 8\n")
+    assert names_model_class(["--config", str(named)]) and names_model_class([f"--config={named}"])
+    assert not names_model_class(["--config", str(plain), "--model.latent_dim=4"])
+    assert names_model_class(["--config", str(plain), "--model=LinearProbeModule"])
+    assert not names_model_class(["--config", str(tmp_path / "missing.yaml")])  # LightningCLI reports it
