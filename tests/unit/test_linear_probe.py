@@ -386,3 +386,38 @@ def test_the_cli_reads_the_model_by_class_only_when_a_config_names_one(tmp_path:
     assert not names_model_class(["--config", str(plain), "--model.latent_dim=4"])
     assert names_model_class(["--config", str(plain), "--model=LinearProbeModule"])
     assert not names_model_class(["--config", str(tmp_path / "missing.yaml")])  # LightningCLI reports it
+
+
+@pytest.mark.ddp
+@pytest.mark.timeout(300)
+def test_cached_recipe_on_two_processes_shards_the_encoding_and_joins_it_in_order(
+    lzn_ckpt: Path, folder: Path, tmp_path: Path
+) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    lzn = shutil.which("lzn", path=str(Path(sys.executable).parent)) or "lzn"
+    cache = tmp_path / "cache"
+    args = [lzn, "fit", "--config", str(ROOT / "recipes" / "imagenet_linear_cached.yaml"),
+            f"--model.init_args.encoder_ckpt={lzn_ckpt}", "--model.init_args.num_classes=3",
+            "--model.init_args.top_k=[1, 2]", f"--data.init_args.images.init_args.root={folder}",
+            "--data.init_args.images.init_args.size=16", f"--data.init_args.cache_dir={cache}",
+            "--data.init_args.batch_size=6", "--data.init_args.num_workers=0", "--trainer.accelerator=cpu",
+            "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_steps=2",
+            "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=280, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr
+    assert not list(cache.glob("*.part*")) and len(list(cache.glob("*.pt"))) == 2
+
+    # Each rank encoded every second image; the joined file is the single-process encoding, in order.
+    train, _, _ = _imagenet(folder).clean_datasets()
+    batch = next(iter(torch.utils.data.DataLoader(train, batch_size=len(train))))
+    (train_file,) = cache.glob("train-*.pt")
+    saved = torch.load(train_file, weights_only=True)
+    expected = load_frozen_encoder(lzn_ckpt).eval()(batch["image"])
+    torch.testing.assert_close(saved["features"], expected, rtol=0, atol=1e-5)
+    assert torch.equal(saved["labels"], batch["label"])
