@@ -62,8 +62,9 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device "
           f"{args.device}, {args.threads} thread(s), batch {args.batch}, load {load:.1f}")  # fmt: skip
     print(f"ResNet-50 pre-head forward, 224 px: {ms:.1f} ms CPU time per image ({wall:.1f} ms wall)")
-    print(f"full protocol (300 x (train + val) forwards): {full:,.0f} device-hours from the CPU time")
-    print(f"cached variant (one forward per image): {cached:,.1f} device-hours from the CPU time")
+    unit = f"hours of {args.threads} {args.device} thread(s)" if args.device == "cpu" else "device-hours"
+    print(f"full protocol (300 x (train + val) forwards): {full:,.0f} {unit}")
+    print(f"cached variant (one forward per image): {cached:,.1f} {unit}")
 
 
 if __name__ == "__main__":
