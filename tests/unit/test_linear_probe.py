@@ -235,7 +235,13 @@ def test_feature_cache_holds_the_centre_crop_features_is_reused_and_rekeyed(
     sk = LogisticRegression(max_iter=2000).fit(saved["features"].numpy(), saved["labels"].numpy())
     assert own == pytest.approx(sk.score(val["features"].numpy(), val["labels"].numpy()))
 
-    again = _cached(folder, cache)
+    # Loader and batch settings are not in the key: the same features are read back.
+    again = CachedFeatures(
+        _imagenet(folder, batch_size=3, num_workers=1),
+        cache_dir=str(cache),
+        batch_size=12,
+        encode_batch_size=7,
+    )
     _trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(_probe(lzn_ckpt), again)
     assert again.computed == [] and sorted(cache.glob("*.pt")) == files  # read, not recomputed
 

@@ -4,9 +4,10 @@
 (:class:`~lzn_lightning.linear_probe.LinearProbeModule`) asks for data, every split is encoded once, from the
 *clean* images (the evaluation transform on every split: ImageNet's Resize(256) + CenterCrop(224), no
 augmentation), and written to ``cache_dir/<key>.pt``; later runs with the same key read the file. The key is a
-SHA-256 of the encoder's weights, the data module's class and arguments, the split, its size and the
-evaluation transform, so another checkpoint, another dataset root or another crop gets other files. Under DDP
-each rank encodes every ``world_size``-th image, rank 0 joins the shards, and every rank memory-maps the file.
+SHA-256 of the encoder's weights, the data module's class, the split's contents (its files or image tensor,
+and labels), its size and the evaluation transform, so another checkpoint, dataset or crop gets other files.
+Under DDP each rank encodes every ``world_size``-th image, rank 0 joins the shards, and every rank memory-maps
+the file.
 """
 
 from __future__ import annotations
@@ -28,11 +29,31 @@ from lzn_lightning.data.base import LZNDataModule
 
 # Why a version in the key: a change in what the file holds must not read files written before it.
 CACHE_VERSION = 1
-# Arguments of the image data module that do not change its clean images (loading, batching, training views).
+# Arguments of the image data module that do not change its clean images (loading, batching, training views);
+# the key reads them only for a dataset whose contents it cannot fingerprint (see dataset_fingerprint).
 _NOT_IN_KEY = {
     "batch_size", "eval_batch_size", "num_workers", "two_views", "eval_two_views", "eval_drop_last",
     "eval_shuffle", "photometric_on_device", "skip_bad_files",
 }  # fmt: skip
+
+
+def dataset_fingerprint(dataset: Dataset) -> str | None:
+    """SHA-256 of what a split holds: its files' absolute paths (image folders, ImageNet) or its image tensor
+    (in-memory data), with its labels; None for a dataset of another kind."""
+    files = getattr(dataset, "files", None)
+    images = getattr(dataset, "images", None)
+    if files is None and not isinstance(images, Tensor):
+        return None
+    digest = hashlib.sha256()
+    if files is not None:
+        digest.update("\n".join(os.path.abspath(f) for f in files).encode())
+    if isinstance(images, Tensor):
+        digest.update(f"{tuple(images.shape)}:{images.dtype};".encode())
+        digest.update(images.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    labels = getattr(dataset, "labels", None)
+    if isinstance(labels, Tensor):
+        digest.update(labels.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class FeatureDataset(Dataset):
@@ -135,13 +156,17 @@ class CachedFeatures(LZNDataModule):
         return out[0], out[1], out[2]
 
     def cache_key(self, encoder_key: str, split: str, dataset: Dataset) -> str:
-        """The file name stem of a split's features: SHA-256 of everything they depend on."""
-        args = {k: v for k, v in dict(self.images.hparams).items() if k not in _NOT_IN_KEY}
+        """The file name stem of a split's features: SHA-256 of everything they depend on (the encoder's
+        weights, the data module's class, the split's contents, size and evaluation transform)."""
+        contents: Any = dataset_fingerprint(dataset)
+        if contents is None:  # arguments as given (LightningCLI can add its own "_"-keys to hparams)
+            hparams = dict(self.images.hparams)
+            contents = {k: v for k, v in hparams.items() if k not in _NOT_IN_KEY and not k.startswith("_")}
         what = {
             "version": CACHE_VERSION,
             "encoder": encoder_key,
             "data": _class_path(self.images),
-            "args": args,
+            "contents": contents,
             "split": split,
             "size": len(dataset),  # type: ignore[arg-type]
             "transform": repr(self.images.eval_transform()),
