@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor, nn
 
 from lzn_lightning import LZNLightningModule
+from lzn_lightning.checkpoints import read_checkpoint
 from lzn_lightning.cli import main
 from lzn_lightning.data import CachedFeatures, ImageNetDataModule
 from lzn_lightning.linear_probe import LinearProbeModule, load_frozen_encoder, probe_report
@@ -213,7 +214,10 @@ def test_feature_cache_holds_the_centre_crop_features_is_reused_and_rekeyed(
     pl.seed_everything(0)
     probe = _probe(lzn_ckpt, lr=0.05)
     first = _cached(folder, cache)
-    _trainer(tmp_path, max_epochs=20).fit(probe, first)
+    trainer = _trainer(tmp_path, max_epochs=20)
+    trainer.fit(probe, first)
+    trainer.save_checkpoint(tmp_path / "cached.ckpt")  # plain data only: it loads with weights_only=True
+    assert read_checkpoint(tmp_path / "cached.ckpt", probe=True)["datamodule_hyper_parameters"]["images"]
     assert first.computed == ["train", "val"]  # ImageNet's test split is its val split: encoded once
     files = sorted(cache.glob("*.pt"))
     assert len(files) == 2 and not list(cache.glob("*.part*"))

@@ -111,8 +111,9 @@ class CachedFeatures(LZNDataModule):
         if encode_batch_size < 1:
             raise ValueError(f"encode_batch_size must be >= 1, got {encode_batch_size}")
         self.images = images
-        # Checkpoints hold plain data only (they load with weights_only=True): the image module as its spec.
-        self.hparams["images"] = {"class_path": _class_path(images), "init_args": dict(images.hparams)}
+        # Checkpoints hold plain data only (they load with weights_only=True): the image module by its class
+        # (its arguments are in the run's config.yaml).
+        self.hparams["images"] = _class_path(images)
         self.cache_dir = Path(cache_dir).expanduser()
         self.encode_batch_size = encode_batch_size
         self.encode_workers = num_workers
