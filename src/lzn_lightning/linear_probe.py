@@ -7,7 +7,7 @@ decay 0, a constant rate; 300 epochs of global batches of 8,192 *augmented* trai
 computed anew for every batch; top-1 and top-5 on the centre-cropped validation set.
 
 :class:`LinearProbeModule` is that protocol as a LightningModule (``lzn fit --config
-recipes/imagenet_linear.yaml --model.init_args.encoder_ckpt <lzn checkpoint>``): Lightning gives it DDP (the
+recipes/imagenet_linear.yaml --model.encoder_ckpt <lzn checkpoint>``): Lightning gives it DDP (the
 global batch is divided over the devices like every recipe's), exact resume and the progress bar. With
 :class:`~lzn_lightning.data.CachedFeatures` as its data it trains on features computed once from centre crops
 and cached on disk (the fast variant, ``recipes/imagenet_linear_cached.yaml``).
@@ -138,7 +138,7 @@ class LinearProbeModule(pl.LightningModule):
         super().__init__()
         if (encoder_ckpt is None) == (encoder is None):
             raise ValueError(
-                "give the LZN checkpoint whose encoder is probed: --model.init_args.encoder_ckpt "
+                "give the LZN checkpoint whose encoder is probed: --model.encoder_ckpt "
                 "<path to last.ckpt or an imported paper checkpoint>"
                 if encoder is None
                 else "give encoder_ckpt or encoder, not both"

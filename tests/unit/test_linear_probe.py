@@ -295,7 +295,7 @@ def test_recipe_fits_and_tests_through_the_lzn_cli(
     lzn_ckpt: Path, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     recipe = str(ROOT / "recipes" / "imagenet_linear.yaml")
-    tiny = [f"--model.init_args.encoder_ckpt={lzn_ckpt}", "--model.init_args.num_classes=3",
+    tiny = [f"--model.encoder_ckpt={lzn_ckpt}", "--model.init_args.num_classes=3",
             "--model.init_args.top_k=[1, 2]",
             f"--data.init_args.root={folder}", "--data.init_args.size=16", "--data.init_args.batch_size=6",
             "--data.init_args.num_workers=0", f"--trainer.default_root_dir={tmp_path}",
@@ -345,7 +345,7 @@ def test_recipe_without_encoder_checkpoint_says_which_argument(capsys: pytest.Ca
     with pytest.raises(SystemExit) as info:
         main(["fit", "--config", str(ROOT / "recipes" / "imagenet_linear.yaml")])
     assert info.value.code == 2
-    assert "--model.init_args.encoder_ckpt" in capsys.readouterr().err
+    assert "--model.encoder_ckpt" in capsys.readouterr().err
 
 
 def test_missing_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
