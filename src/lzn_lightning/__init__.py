@@ -4,6 +4,7 @@ from lzn_lightning.checkpoints import AtomicCheckpointIO
 from lzn_lightning.config import AlignConfig, FlowConfig
 from lzn_lightning.inference import LZNInference
 from lzn_lightning.latent import alignment_loss, compute_latent, trace_back, velocity
+from lzn_lightning.linear_probe import LinearProbeModule
 from lzn_lightning.modality import Modality
 from lzn_lightning.module import LZNLightningModule, load_for_inference
 
@@ -15,6 +16,7 @@ __all__ = [
     "FlowConfig",
     "LZNInference",
     "LZNLightningModule",
+    "LinearProbeModule",
     "Modality",
     "__version__",
     "alignment_loss",

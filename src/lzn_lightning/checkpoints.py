@@ -79,12 +79,24 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def is_probe_checkpoint(ckpt: Any) -> bool:
+    """Whether a loaded checkpoint is one of a linear probe (:class:`~lzn_lightning.linear_probe.
+    LinearProbeModule`) rather than of an LZN model."""
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    return isinstance(hparams, dict) and {"num_classes", "encoder_ckpt", "image_key"} <= set(hparams)
+
+
+def read_checkpoint(path: str | Path, probe: bool = False) -> dict[str, Any]:
     """Load an lzn-lightning checkpoint on the CPU (tensors memory-mapped), or explain in one line why not.
+
+    Args:
+        path: The ``.ckpt`` file.
+        probe: Also accept a linear probe's checkpoint (``lzn test`` of ``recipes/imagenet_linear.yaml``).
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: Not a readable PyTorch checkpoint (corrupt, truncated), or not one of an LZN model.
+        ValueError: Not a readable PyTorch checkpoint (corrupt, truncated), or not one of an LZN model (nor,
+            with ``probe``, of a linear probe).
     """
     path = Path(path)
     if not path.is_file():
@@ -95,6 +107,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"{path} is not a readable PyTorch checkpoint, it may be truncated or corrupt ({first_line(err)})"
         ) from None
+    if "state_dict" in ckpt and is_probe_checkpoint(ckpt):
+        if probe:
+            return ckpt
+        raise ValueError(
+            f"{path} is a linear probe's checkpoint (recipes/imagenet_linear.yaml); pass the checkpoint of "
+            "the LZN model it probes (its encoder_ckpt) or one written by `lzn fit` of an LZN recipe"
+        )
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or "modalities" not in hparams or "state_dict" not in ckpt:
         raise ValueError(

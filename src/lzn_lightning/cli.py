@@ -10,9 +10,11 @@ Examples:
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # Whether the user asked for offline Hugging Face access (then lzn import-reference reads the cache only).
@@ -20,10 +22,13 @@ USER_HF_OFFLINE = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", 
 # Why here: without it every timm/hub lookup retries for ~46 s on machines without network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import lightning.pytorch as pl  # noqa: E402
+import yaml  # noqa: E402
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
 import lzn_lightning.callbacks  # noqa: E402,F401  (short names for callbacks in recipes)
+import lzn_lightning.linear_probe  # noqa: E402,F401  (short name LinearProbeModule in recipes)
 import lzn_lightning.modalities  # noqa: E402,F401  (short names for the built-in modalities)
 from lzn_lightning.checkpoints import AtomicCheckpointIO, check_fits, read_checkpoint  # noqa: E402
 from lzn_lightning.data import LZNDataModule  # noqa: E402
@@ -83,7 +88,7 @@ class LZNCLI(LightningCLI):
         path = self._ckpt_path()
         if path is not None and is_pretrained_name(path):
             self._pretrained, path = path, None
-        self._checkpoint = read_checkpoint(path) if path is not None else None
+        self._checkpoint = read_checkpoint(path, probe=True) if path is not None else None
 
     def _ckpt_path(self) -> str | None:
         """``--ckpt_path`` when it names a local file or an export (not Lightning's ``last``/``best``/... or
@@ -162,10 +167,14 @@ def _lzn_cli(
     """LightningCLI with lzn's model, data and defaults (``args=None``: it reads ``sys.argv`` itself).
 
     ``cli_class`` and ``kwargs`` (more LightningCLI arguments) serve :func:`lzn_lightning.recipes.build_run`.
+    A recipe's ``model:`` section holds LZNLightningModule's arguments, unless a ``--config`` file gives it a
+    ``class_path``: then it names any LightningModule (``LinearProbeModule`` in recipes/imagenet_linear.yaml).
     """
+    names_class = names_model_class(sys.argv[1:] if args is None else args)
     return cli_class(
-        LZNLightningModule,
+        pl.LightningModule if names_class else LZNLightningModule,
         LZNDataModule,
+        subclass_mode_model=names_class,
         subclass_mode_data=True,
         seed_everything_default=0,
         auto_configure_optimizers=False,
@@ -173,6 +182,23 @@ def _lzn_cli(
         args=args,
         **kwargs,
     )
+
+
+def names_model_class(args: list[str]) -> bool:
+    """Whether the command line names its model's class: a ``--config`` file whose ``model:`` has a
+    ``class_path``, or ``--model=<class>`` / ``--model.class_path=<class>``. A file that cannot be read is
+    left to LightningCLI, which reports it."""
+    paths = [b for a, b in itertools.pairwise(args) if a == "--config"]
+    paths += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in paths:
+        try:
+            config = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        model = config.get("model") if isinstance(config, dict) else None
+        if isinstance(model, dict) and "class_path" in model:
+            return True
+    return any(a.startswith(("--model=", "--model.class_path")) for a in args)
 
 
 def one_line(err: BaseException) -> str:

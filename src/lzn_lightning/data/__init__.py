@@ -11,6 +11,7 @@ from lzn_lightning.data.cifar10 import CIFAR10DataModule
 from lzn_lightning.data.digits import DigitsDataModule
 from lzn_lightning.data.errors import DatasetNotFoundError
 from lzn_lightning.data.fashion_mnist import FashionMNISTDataModule
+from lzn_lightning.data.features import CachedFeatures, FeatureDataset
 from lzn_lightning.data.files import ImageFileDataset
 from lzn_lightning.data.image_folder import ImageFolderDataModule
 from lzn_lightning.data.imagenet import ImageNetDataModule
@@ -23,11 +24,13 @@ from lzn_lightning.data.vader import VaderSentimentDataModule
 
 __all__ = [
     "CIFAR10DataModule",
+    "CachedFeatures",
     "CaptionedDigitsDataModule",
     "CaptionedMNIST5kDataModule",
     "DatasetNotFoundError",
     "DigitsDataModule",
     "FashionMNISTDataModule",
+    "FeatureDataset",
     "ImageFileDataset",
     "ImageFolderDataModule",
     "ImageNetDataModule",

@@ -57,6 +57,8 @@ class LZNDataModule(pl.LightningDataModule):
 
     #: Short dataset name used by :meth:`describe`.
     name: ClassVar[str] = "data"
+    # True while clean_datasets() builds: every split gets the evaluation transform and one view.
+    _clean_views: bool = False
 
     def __init__(
         self,
@@ -139,9 +141,21 @@ class LZNDataModule(pl.LightningDataModule):
 
     def view_settings(self, train: bool) -> tuple[Callable[[Any], Any] | None, bool]:
         """``(transform, two_views)`` for the training split (``train``) or the evaluation splits."""
+        if self._clean_views:
+            return self.eval_transform(), False
         if self.two_views if train else self.eval_two_views:
             return self.view_transform(), True
         return (self.train_transform() if train else self.eval_transform()), False
+
+    def clean_datasets(self) -> tuple[Dataset, Dataset, Dataset]:
+        """``(train, val, test)`` built anew with the evaluation transform on every split and one view (no
+        augmentation, ImageNet's centre crop): what a probe on fixed features reads. The module's own
+        datasets are not touched."""
+        self._clean_views = True
+        try:
+            return self.build_datasets()
+        finally:
+            self._clean_views = False
 
     # ----------------------------------------------------------------------------------------- batch sizes
     @property
