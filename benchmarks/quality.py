@@ -198,6 +198,11 @@ class JointScore:
         self.x, self.y = judge.test
         self.train_y = judge.train[1]
         self.info = {"feature_network_and_judge": judge.description, "real_images": len(self.train_y)}
+        if args.cond_samples is not None and args.cond_samples < len(self.train_y):
+            # the labels of a seeded random subset of the training images (the same class mix, in expectation)
+            pick = torch.randperm(len(self.train_y), generator=torch.Generator().manual_seed(0))
+            self.train_y = self.train_y[pick[: args.cond_samples]]
+            self.info["conditional_samples"] = args.cond_samples
 
     def __call__(self, model: Any, name: str, seed: int) -> dict[str, float]:
         pred = model.classify(self.x, progress=False)
@@ -288,7 +293,8 @@ class ReprScore:
         image = model.modality(LZNInference(model).source_field())
         with model.inference():  # EMA weights, eval mode, no gradients
             for suffix, fn in (("", image.embed), ("_trunk", image.trunk_features)):
-                ftr, fte = (fn(x).float().numpy() for x in (self.train[0], self.test[0]))
+                # in batches: 60,000 images in one forward pass hold ~6 GB of activations per layer
+                ftr, fte = (features_of(fn, x) for x in (self.train[0], self.test[0]))
                 out["linear_probe" + suffix] = linear_probe_accuracy(ftr, ytr, fte, yte)
                 out["knn" + suffix] = knn_accuracy(ftr, ytr, fte, yte, k=20)
                 out["dim" + suffix] = ftr.shape[1]
@@ -381,6 +387,11 @@ def main() -> None:
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's max_steps)")
     p.add_argument("--fid-samples", type=int, default=1000, help="part gen: generated images per FID")
+    p.add_argument(
+        "--cond-samples", type=int, default=None,
+        help="part joint: class-conditional samples, asked for the labels of this many random training images "
+        "(default: all of them); FID against all training images",
+    )  # fmt: skip
     p.add_argument("--img-prefix", type=Path, default=None, help="part gen: where seed 0's PNG grids go")
     p.add_argument(
         "--only", nargs="+", default=None, help="train only methods whose name contains one of these"
