@@ -389,8 +389,8 @@ def main() -> None:
     p.add_argument("--fid-samples", type=int, default=1000, help="part gen: generated images per FID")
     p.add_argument(
         "--cond-samples", type=int, default=None,
-        help="part joint: class-conditional samples, asked for the labels of this many random training images "
-        "(default: all of them); FID against all training images",
+        help="part joint: class-conditional samples, asked for the labels of this many random training "
+        "images (default: all of them); FID against all training images",
     )  # fmt: skip
     p.add_argument("--img-prefix", type=Path, default=None, help="part gen: where seed 0's PNG grids go")
     p.add_argument(
