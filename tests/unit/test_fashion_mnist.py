@@ -148,3 +148,25 @@ def test_a_truncated_file_is_reported(tmp_path: Path, system_copy: dict) -> None
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(DatasetNotFoundError, match=r"unreadable.*delete that folder"):
         dm.setup("fit")
+
+
+def test_two_processes_filling_one_root_both_succeed(
+    tmp_path: Path, system_copy: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two benchmarks started at once on one root: the second fills the folder while the first is mid-copy
+    # (here: from inside the first's copy, deterministically). A shared temporary name made the first fail.
+    root = str(tmp_path / "data")
+    copy, nested = fm.shutil.copyfileobj, []
+
+    def copy_with_a_second_process(src, dst, *args):
+        if not nested:
+            nested.append(True)
+            FashionMNISTDataModule(root=root, download=False).prepare_data()
+        return copy(src, dst, *args)
+
+    monkeypatch.setattr(fm.shutil, "copyfileobj", copy_with_a_second_process)
+    dm = FashionMNISTDataModule(root=root, batch_size=8, download=False)
+    dm.setup("fit")
+    assert sorted(p.name for p in dm.raw_folder.iterdir()) == sorted(fm.FILES)  # no temporary left behind
+    expected = torch.from_numpy(system_copy["train-images"][0].astype(np.float32)) / 127.5 - 1
+    torch.testing.assert_close(dm.train_dataset[0]["image"][0], expected)

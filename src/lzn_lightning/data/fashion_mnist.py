@@ -176,11 +176,21 @@ def _find(folder: Path, name: str) -> Path | None:
 
 
 def _copy_uncompressed(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target``, gunzipping a ``.gz`` (written to a temporary name, then renamed)."""
-    import gzip
+    """Copy ``source`` to ``target``, gunzipping a ``.gz``.
 
-    tmp = target.with_name(target.name + ".part")
+    Written to a temporary file of this process's own, then renamed over ``target`` (atomic): several
+    processes filling one root at once (two benchmarks, two nodes on a shared disk) each install a whole file,
+    and none renames away another's half-written one.
+    """
+    import gzip
+    import tempfile
+
     opener = gzip.open if source.suffix == ".gz" else open
-    with opener(source, "rb") as src, open(tmp, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    tmp.replace(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    try:
+        with opener(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
