@@ -39,6 +39,7 @@ from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
 from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
 from lzn_lightning.inference import LZNInference
+from lzn_lightning.inference.routing import FieldRouting
 from lzn_lightning.latent import compute_latent
 from lzn_lightning.modality import Modality
 from lzn_lightning.seeding import mix_seed, trainer_seed
@@ -138,7 +139,9 @@ class LZNLightningModule(pl.LightningModule):
         self.max_consecutive_skips = max_consecutive_skips
         self.init_from = init_from
         self._consecutive_skips = 0
-        self._validate()
+        # Which field does what, checked once here; the inference layer, callbacks and commands ask it.
+        self.routing = FieldRouting(built, self.field_map, latent_from, self.decode_fields, self.align)
+        self._check_freeze_after()
         self.ema = ModalityEMA(self.modalities, ema_decay) if ema_decay else None
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self._generator: torch.Generator | None = None
@@ -155,37 +158,8 @@ class LZNLightningModule(pl.LightningModule):
             return [self.latent_from] if self.modality(self.latent_from).has_decoder else []
         return [name for name, m in self.modalities.items() if m.has_decoder]  # plain decoders, no latent
 
-    def _validate(self) -> None:
-        for field, name in self.field_map.items():
-            if name not in self.modalities:
-                raise ValueError(
-                    f"fields maps {field!r} to unknown modality {name!r}; known: {list(self.modalities)}"
-                )
-        known = sorted(self.field_map)
-        if self.latent_from is not None:
-            if self.latent_from not in self.field_map:
-                raise ValueError(f"latent_from={self.latent_from!r} is not a field; known fields: {known}")
-            if self.modality(self.latent_from).kind != "instance":
-                raise ValueError(
-                    f"latent_from={self.latent_from!r} must be an instance modality (e.g. images)"
-                )
-        for a in self.align:
-            for role, field in (("source", a.source), ("target", a.target)):
-                if field not in self.field_map:
-                    raise ValueError(f"align {role} {field!r} is not a field; known fields: {known}")
-            if self.modality(a.source).kind != "instance":
-                raise ValueError(
-                    f"align source {a.source!r} must be an instance field (its latents are traced back)"
-                )
-        for field in self.decode_fields:
-            if field not in self.field_map:
-                raise ValueError(f"decode names {field!r}, which is not a field; known fields: {known}")
-            m = self.modality(field)
-            if m.kind != "instance" or not m.has_decoder:
-                raise ValueError(
-                    f"decode names {field!r}, but its modality {type(m).__name__} has no decoder "
-                    "(build it with its decoder, or remove the field from decode)"
-                )
+    def _check_freeze_after(self) -> None:
+        """Every ``freeze_after`` key names a parameter group (``<modality>.<group>``)."""
         groups = {f"{name}.{g['name']}" for name, m in self.modalities.items() for g in m.param_groups()}
         for key in self.freeze_after:
             if key not in groups:
@@ -453,7 +427,7 @@ class LZNLightningModule(pl.LightningModule):
     def anchor_bank(self) -> Tensor | None:
         """The anchor bank of the encoded field (``latent_from``), or None."""
         try:
-            return self.anchor_bank_of(LZNInference(self).source_field())
+            return self.anchor_bank_of(self.routing.source_field())
         except ValueError:  # nothing is encoded (plain RF): no bank
             return None
 
@@ -470,7 +444,7 @@ class LZNLightningModule(pl.LightningModule):
                 with n >= 1, or None.
             field: An instance field with an encoder (None: the encoded field, ``latent_from``).
         """
-        field = LZNInference(self).source_field(field)
+        field = self.routing.source_field(field)
         if data is None:
             self._buffers.pop(BANK_PREFIX + field, None)
             return
@@ -492,7 +466,7 @@ class LZNLightningModule(pl.LightningModule):
             self._buffers.pop(key)
         if _LEGACY_BANK_KEY in state_dict and "images" not in self.field_map:
             state_dict = dict(state_dict)
-            state_dict[BANK_PREFIX + LZNInference(self).source_field()] = state_dict.pop(_LEGACY_BANK_KEY)
+            state_dict[BANK_PREFIX + self.routing.source_field()] = state_dict.pop(_LEGACY_BANK_KEY)
         for key, bank in state_dict.items():
             if key.startswith(BANK_PREFIX):
                 self.register_buffer(key, torch.zeros_like(bank, device=self.device))
