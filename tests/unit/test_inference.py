@@ -55,12 +55,14 @@ def test_bank_is_dropped_or_resized_by_load_state_dict(model: Any) -> None:
     assert fresh.anchor_bank is None
 
 
-def test_bank_of_a_checkpoint_from_before_per_field_banks_loads(model: Any) -> None:
+def test_a_bank_of_a_field_the_model_lacks_is_an_unexpected_key(model: Any) -> None:
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    state["anchor_bank_images"] = state.pop("anchor_bank_image")  # the key checkpoints had before
+    state["anchor_bank_images"] = state.pop("anchor_bank_image")  # "images" is no field of this model
     fresh = LZNLightningModule(**model.hparams)
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh.anchor_bank_of("image"), model.anchor_bank)
+    with pytest.raises(RuntimeError, match=r"Unexpected key.*anchor_bank_images"):
+        fresh.load_state_dict(state)
+    assert fresh.load_state_dict(state, strict=False).unexpected_keys == ["anchor_bank_images"]
+    assert fresh.anchor_bank is None
 
 
 def test_routing_says_which_field_does_what(model: Any) -> None:
