@@ -71,21 +71,21 @@ class CaptionScore:
                 "r1_t2i": self._r1(infonce_logits(a_txt, a_img, 1.0).argmax(1)),
             }
         text = model.modality("text")
-        captions = text.detokenize(translate(model, "image", self.images, "text"))
+        captions = text.detokenize(translate(model, self.images, "image", "text"))
         said = [meaning(c) for c in captions]
         digit = sum(s[0] == int(y) for s, y in zip(said, self.labels, strict=True)) / len(said)
         attr = sum(
             sum(a == b for a, b in zip(s[1:], m[1:], strict=True)) / 3
             for s, m in zip(said, self.meanings, strict=True)
         )
-        generated = translate(model, "text", self.tokens, "image", generator=torch.Generator().manual_seed(0))
+        generated = translate(model, self.tokens, "text", "image", generator=torch.Generator().manual_seed(0))
         t2i = (predict(self.judge.net, generated.float().cpu()) == self.labels).float().mean().item()
         return {
             "i2t_digit": digit,
             "i2t_attr": attr / len(said),
             "t2i_digit": t2i,
-            "r1_i2t": self._r1(retrieve(model, "image", self.images, "text", self.tokens)),
-            "r1_t2i": self._r1(retrieve(model, "text", self.tokens, "image", self.images)),
+            "r1_i2t": self._r1(retrieve(model, self.images, "image", "text", self.tokens)),
+            "r1_t2i": self._r1(retrieve(model, self.tokens, "text", "image", self.images)),
             "examples": [f"{m} -> {c!r}" for m, c in zip(self.meanings[:6], captions[:6], strict=True)],
         }
 

@@ -91,9 +91,16 @@ def quick_start_model(args: argparse.Namespace) -> tuple[Any, Any, str]:
 
 def forget_bank_anchors(model: Any) -> None:
     """Drop the encoded bank the inference API keeps between calls (a private attribute of
-    ``lzn_lightning.inference``; nothing to drop in code that keeps none)."""
+    ``lzn_lightning.inference.latents``, of ``lzn_lightning.inference`` before it became a package; nothing to
+    drop in code that keeps none)."""
+    import importlib
+
     from lzn_lightning import inference
 
+    try:
+        inference = importlib.import_module("lzn_lightning.inference.latents")
+    except ModuleNotFoundError:  # a commit from before the inference package
+        pass
     vars(model).pop(getattr(inference, "_BANK_CACHE", "_no_cache"), None)
 
 
@@ -104,9 +111,7 @@ def measure_contexts(model: Any, x: Any, repeats: int) -> dict[str, Any]:
     def call(context: str) -> Any:
         return lambda: model.classify(x, context=context, progress=False)
 
-    from lzn_lightning.inference import LZNInference
-
-    bank_items = len(model.anchor_bank_of(LZNInference(model).source_field()))
+    bank_items = len(model.anchor_bank_of(model.routing.source_field()))
     first = {c: timed(call(c))[:2] for c in CONTEXTS}
     runs = {name: Timing([], []) for name in (*CONTEXTS, "bank, re-encoded")}
     preds = {}

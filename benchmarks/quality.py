@@ -62,7 +62,6 @@ from torchvision.utils import make_grid, save_image
 
 from lzn_lightning.callbacks import AnchorBank
 from lzn_lightning.callbacks.base import dataset_tensors
-from lzn_lightning.inference import LZNInference
 from lzn_lightning.metrics import (
     features_of,
     frechet_distance,
@@ -290,7 +289,7 @@ class ReprScore:
     def __call__(self, model: Any, name: str, seed: int) -> dict[str, float]:
         ytr, yte = self.train[1].numpy(), self.test[1].numpy()
         out: dict[str, float] = {"n_train": len(ytr), "n_test": len(yte)}
-        image = model.modality(LZNInference(model).source_field())
+        image = model.modality(model.routing.source_field())
         with model.inference():  # EMA weights, eval mode, no gradients
             for suffix, fn in (("", image.embed), ("_trunk", image.trunk_features)):
                 # in batches: 60,000 images in one forward pass hold ~6 GB of activations per layer

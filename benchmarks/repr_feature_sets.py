@@ -26,7 +26,6 @@ from sklearn.exceptions import ConvergenceWarning
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks.base import dataset_tensors
-from lzn_lightning.inference import LZNInference
 from lzn_lightning.metrics import knn_accuracy, linear_probe_accuracy
 from lzn_lightning.recipes import build_run
 
@@ -45,7 +44,7 @@ def probes(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndar
 
 
 def feature_rows(model: LZNLightningModule, name: str, train, test) -> list[tuple[str, dict[str, str]]]:
-    image = model.modality(LZNInference(model).source_field())
+    image = model.modality(model.routing.source_field())
     rows = []
     with model.inference():  # EMA weights, eval mode, no gradients
         for features, fn in (("anchors", image.embed), ("pre-head", image.trunk_features)):

@@ -56,13 +56,13 @@ class TextLabelScore:
         if name.startswith("supervised CE"):
             self.judges[seed] = model
             return {"test_accuracy": (ce_predict(model, self.tokens) == self.labels).float().mean().item()}
-        predicted = retrieve(model, "text", self.tokens, "label")
+        predicted = retrieve(model, self.tokens, "text", "label")
         run: dict[str, Any] = {"test_accuracy": (predicted == self.labels).float().mean().item()}
         if not model.decode_fields:  # no text decoder trained: nothing to write with
             return run
         asked = torch.arange(2).repeat_interleave(self.samples)  # [2 * samples] class of each sample
         g = torch.Generator().manual_seed(seed)
-        ids = translate(model, "label", asked, "text", noise_scale=1.0, generator=g, temperature=1.0)
+        ids = translate(model, asked, "label", "text", noise_scale=1.0, generator=g, temperature=1.0)
         written = model.modality("text").detokenize(ids)
         known = [(w, y) for w, y in zip(written, asked.tolist(), strict=True) if w in self.lexicon]
         run["cond_in_lexicon"] = len(known) / len(written)

@@ -18,9 +18,9 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-# State-dict keys of anchor banks: ``anchor_bank_<field>`` (``anchor_bank_images`` in older checkpoints).
+# State-dict keys of anchor banks: ``anchor_bank_<field>`` (lzn_lightning.anchor_banks).
 # Why they are left out of the fit check: a bank is registered by the AnchorBank callback at fit start and
-# sized by the checkpoint on load (LZNLightningModule.load_state_dict), so a freshly built model never has one
+# sized by the checkpoint on load (anchor_banks.make_room), so a freshly built model never has one
 # while every checkpoint of a recipe with that callback does. They are data, not weights of another model.
 BANK_PREFIX = "anchor_bank_"
 

@@ -41,9 +41,8 @@ def encoder_module(model: Any, field: str | None = None) -> tuple[nn.Module, Ten
 
     The copy is taken with the EMA weights swapped in, so it keeps them after the swap ends.
     """
-    from lzn_lightning.inference import LZNInference
 
-    field = LZNInference(model).source_field(field)
+    field = model.routing.source_field(field)
     modality = model.modality(field)
     if modality.kind != "instance" or not modality.has_encoder:
         raise ValueError(f"field {field!r} has no encoder to export")

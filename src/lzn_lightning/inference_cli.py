@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lzn_lightning.inference import LZNInference
 from lzn_lightning.user_files import InputError, load_images, npz_columns, write_csv
 
 __all__ = ["InputError", "build_parser", "fail", "load_images", "run_inference_command"]
@@ -127,7 +126,7 @@ def _device(spec: str) -> torch.device:
 
 def _encoder_fields(model: Any) -> list[str]:
     """The fields that take user data: the encoded field first, then the other instance fields that encode."""
-    encoded = LZNInference(model).source_field()
+    encoded = model.routing.source_field()
     others = [
         f
         for f in model.field_map
@@ -200,7 +199,7 @@ def _captions(model: Any, args: argparse.Namespace) -> str:
     field = text_field(model)
     target = model.modality(field)
     _check_out(out, target.output_suffixes, args.overwrite)
-    image_field = LZNInference(model).source_field()
+    image_field = model.routing.source_field()
     images, columns = model.modality(image_field).read_inputs(args.images)
     # Zone centres (noise 0): a caption describes the image, not a random point of its zone.
     captions = model.generate(
@@ -216,7 +215,7 @@ def _sample(model: Any, args: argparse.Namespace) -> str:
     if args.images is not None:
         return _captions(model, args)
     out = Path(args.out)
-    target = LZNInference(model).decoder_field()
+    target = model.routing.decoder_field()
     writer = model.modality(target)
     _check_out(out, writer.output_suffixes, args.overwrite)
     options = _decode_options(model, target, args)

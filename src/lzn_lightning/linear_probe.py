@@ -69,12 +69,11 @@ def load_frozen_encoder(path: str | Path, field: str | None = None) -> PreHeadFe
         FileNotFoundError: No such file.
         ValueError: Not an LZN checkpoint, or one without an image encoder.
     """
-    from lzn_lightning.inference import LZNInference
     from lzn_lightning.module import load_for_inference
 
     model = load_for_inference(path)
     try:
-        name = LZNInference(model).source_field(field)
+        name = model.routing.source_field(field)
     except ValueError as err:
         raise ValueError(f"{path}: {err}; the linear probe reads an image encoder's features") from None
     modality = model.modality(name)

@@ -1,7 +1,7 @@
 """LZNLightningModule: minibatch latent computation and alignment across the registered modalities.
 
-Orchestration only; the maths lives in :mod:`lzn_lightning.latent`. One training step
-(docs/design/architecture.md §5):
+Orchestration only; the maths lives in :mod:`lzn_lightning.latent`. One training step's losses
+(:mod:`lzn_lightning.batch_losses`, docs/design/architecture.md §5):
 
 1. every instance field of the batch is encoded to anchors; anchors are gathered across ranks with gradients;
 2. the ``latent_from`` field's latents (and those of every other ``decode`` field) are computed through the
@@ -27,9 +27,10 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from lzn_lightning import anchor_banks
 from lzn_lightning import distributed as D
+from lzn_lightning.batch_losses import batch_losses
 from lzn_lightning.checkpoints import (
-    BANK_PREFIX,
     check_fits,
     first_line,
     read_checkpoint,
@@ -37,13 +38,12 @@ from lzn_lightning.checkpoints import (
 )
 from lzn_lightning.config import AlignConfig, FlowConfig, as_config
 from lzn_lightning.ema import ModalityEMA
-from lzn_lightning.health import anchor_stats, group_grad_norms, latent_stats
 from lzn_lightning.inference import LZNInference
+from lzn_lightning.inference.routing import FieldRouting
 from lzn_lightning.latent import compute_latent
 from lzn_lightning.modality import Modality
+from lzn_lightning.optimization import adam_with_warmup, clip_gradients, drop_frozen_gradients, param_names
 from lzn_lightning.seeding import mix_seed, trainer_seed
-
-_LEGACY_BANK_KEY = "anchor_bank_images"  # checkpoints from before per-field banks: the encoded field's bank
 
 
 def _inference_method(name: str) -> Callable[..., Any]:
@@ -138,11 +138,14 @@ class LZNLightningModule(pl.LightningModule):
         self.max_consecutive_skips = max_consecutive_skips
         self.init_from = init_from
         self._consecutive_skips = 0
-        self._validate()
+        # Which field does what, checked once here; the inference layer, callbacks and commands ask it.
+        self.routing = FieldRouting(built, self.field_map, latent_from, self.decode_fields, self.align)
+        self._check_freeze_after()
         self.ema = ModalityEMA(self.modalities, ema_decay) if ema_decay else None
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self._generator: torch.Generator | None = None
         self._ema_active = False
+        self._evaluation: contextlib.ExitStack | None = None  # the EMA swap of a validation or test epoch
         # Checkpoints hold specs and plain dicts only, so they load with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["modalities", "flow", "align"])
         self.hparams["modalities"] = {name: m.spec() for name, m in built.items()}
@@ -155,37 +158,8 @@ class LZNLightningModule(pl.LightningModule):
             return [self.latent_from] if self.modality(self.latent_from).has_decoder else []
         return [name for name, m in self.modalities.items() if m.has_decoder]  # plain decoders, no latent
 
-    def _validate(self) -> None:
-        for field, name in self.field_map.items():
-            if name not in self.modalities:
-                raise ValueError(
-                    f"fields maps {field!r} to unknown modality {name!r}; known: {list(self.modalities)}"
-                )
-        known = sorted(self.field_map)
-        if self.latent_from is not None:
-            if self.latent_from not in self.field_map:
-                raise ValueError(f"latent_from={self.latent_from!r} is not a field; known fields: {known}")
-            if self.modality(self.latent_from).kind != "instance":
-                raise ValueError(
-                    f"latent_from={self.latent_from!r} must be an instance modality (e.g. images)"
-                )
-        for a in self.align:
-            for role, field in (("source", a.source), ("target", a.target)):
-                if field not in self.field_map:
-                    raise ValueError(f"align {role} {field!r} is not a field; known fields: {known}")
-            if self.modality(a.source).kind != "instance":
-                raise ValueError(
-                    f"align source {a.source!r} must be an instance field (its latents are traced back)"
-                )
-        for field in self.decode_fields:
-            if field not in self.field_map:
-                raise ValueError(f"decode names {field!r}, which is not a field; known fields: {known}")
-            m = self.modality(field)
-            if m.kind != "instance" or not m.has_decoder:
-                raise ValueError(
-                    f"decode names {field!r}, but its modality {type(m).__name__} has no decoder "
-                    "(build it with its decoder, or remove the field from decode)"
-                )
+    def _check_freeze_after(self) -> None:
+        """Every ``freeze_after`` key names a parameter group (``<modality>.<group>``)."""
         groups = {f"{name}.{g['name']}" for name, m in self.modalities.items() for g in m.param_groups()}
         for key in self.freeze_after:
             if key not in groups:
@@ -238,86 +212,8 @@ class LZNLightningModule(pl.LightningModule):
         return compute_latent(everyone, anchors, noise, self.flow.steps, self.flow.solver, self.flow.eps)
 
     def losses(self, batch: dict[str, Tensor], train: bool) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Weighted loss terms and (detached) diagnostics for one batch."""
-        missing = [f for f in self._needed_fields() if f not in batch]
-        if missing:
-            raise ValueError(f"batch has no field(s) {missing}; it has {sorted(batch)}")
-        anchors: dict[str, Tensor] = {}
-
-        def anchors_of(field: str) -> Tensor:
-            if field not in anchors:
-                m = self.modality(field)
-                x = batch[field]
-                m.check_field(x, field)
-                anchors[field] = (
-                    m.encode(m.preprocess(x, train)) if m.kind == "instance" else m.anchor_table()
-                )
-            return anchors[field]
-
-        noise_scale = self.flow.noise_scale if train else self.eval_flow_noise
-        losses: dict[str, Tensor] = {}
-        stats: dict[str, Tensor] = {}
-        latents: dict[str, Tensor] = {}
-        if self.latent_from is not None:
-            latents[self.latent_from] = self.latents_of(anchors_of(self.latent_from), noise_scale)
-        for field in self.decode_fields:
-            m = self.modality(field)
-            m.check_field(batch[field], field)
-            z = None  # a plain decoder (latent_from None) is not conditioned on a latent
-            if self.latent_from is not None:
-                if field not in latents:
-                    latents[field] = self.latents_of(anchors_of(field), noise_scale)
-                z = latents[field] if self.decoder_trains_encoder else latents[field].detach()
-            losses[f"{field}/decoder"] = self.decoder_weight * m.decoder_loss(  # type: ignore[operator]
-                batch[field], z, batch, self.generator()
-            )
-        for a in self.align:
-            objective = a.objective()
-            if objective.needs_latents:
-                if a.source not in latents:
-                    latents[a.source] = self.latents_of(anchors_of(a.source), noise_scale)
-                source = latents[a.source]
-            else:  # a baseline objective on the anchors themselves: no latent flow
-                source = anchors_of(a.source)
-            weighted = train and a.class_weights and objective.weighs_zones
-            target_anchors, targets, log_w = self._zones(a, anchors_of(a.target), batch, weighted)
-            term = objective.align(source, target_anchors, targets, log_w)
-            losses[f"align/{a.source}->{a.target}"] = a.weight * term.loss
-            stats[f"zone_acc/{a.source}->{a.target}"] = term.zone_accuracy
-            if term.zone_probability is not None:
-                stats[f"zone_prob/{a.source}->{a.target}"] = term.zone_probability
-        if not losses:
-            raise ValueError("nothing to train: no decoder on latent_from and no align terms")
-        for field, a in anchors.items():
-            if self.modality(field).kind == "instance":
-                stats.update({f"health/{k}/{field}": v for k, v in anchor_stats(a).items()})
-        for field, z in latents.items():
-            stats.update({f"health/{k}/{field}": v for k, v in latent_stats(z).items()})
-        return losses, stats
-
-    def _zones(
-        self, a: AlignConfig, local: Tensor, batch: dict[str, Tensor], weighted: bool
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(zone anchors [n, d], target index per local row [b], log weights [n] of a categorical target when
-        ``weighted``, else None) for one align term."""
-        m = self.modality(a.target)
-        if m.kind == "categorical":
-            labels = batch[a.target].long()
-            log_w = None
-            if weighted:  # the global batch's class frequencies (an all-reduce)
-                counts = D.global_sum(torch.bincount(labels, minlength=local.shape[0]).float())  # [K]
-                log_w = torch.log(counts / counts.sum())  # absent class -> -inf (zero weight)
-            return local, labels, log_w
-        b = local.shape[0]
-        everyone = D.gather_with_grad(local)  # [world*b, d]
-        targets = D.rank() * b + torch.arange(b, device=local.device)  # this rank's rows of the gathered set
-        return everyone, targets, None
-
-    def _needed_fields(self) -> list[str]:
-        fields = ([self.latent_from] if self.latent_from else []) + self.decode_fields
-        for a in self.align:
-            fields += [a.source, a.target]
-        return sorted(set(fields))
+        """Weighted loss terms and (detached) diagnostics for one batch (``batch_losses.batch_losses``)."""
+        return batch_losses(self, batch, train)
 
     # ------------------------------------------------------------------------------------------ training
     def frozen_groups(self) -> set[str]:
@@ -353,20 +249,8 @@ class LZNLightningModule(pl.LightningModule):
             return
         opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
-        frozen_names: set[str] = set()
-        for group in opt.param_groups:
-            if group.get("name") in frozen:
-                for p in group["params"]:
-                    p.grad = None
-                frozen_names.add(group["name"])
-        group_norms = group_grad_norms(opt.param_groups)  # before clipping: which group drives the total
-        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
-        # The total is the norm of the group norms (what clip_grad_norm_ would recompute from every gradient).
-        grad_norm = (
-            torch.linalg.vector_norm(torch.stack(list(group_norms.values()))) if params else torch.zeros(())
-        )
-        if params and self.grad_clip > 0:
-            torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, grad_norm)
+        frozen_names = drop_frozen_gradients(opt.param_groups, frozen)
+        grad_norm, group_norms = clip_gradients(opt.param_groups, self.grad_clip)
         if not D.all_ranks_true(torch.isfinite(grad_norm).item(), self.device):
             opt.zero_grad(set_to_none=True)
             self._skip(f"non-finite gradient norm ({float(grad_norm)})")
@@ -375,7 +259,7 @@ class LZNLightningModule(pl.LightningModule):
         opt.step()
         scheduler.step()  # type: ignore[union-attr]
         if self.ema is not None:
-            self.ema.update(self.modalities, self._param_names(frozen_names))
+            self.ema.update(self.modalities, param_names(self.modalities, frozen_names))
         b = next(iter(batch.values())).shape[0]
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=b)
         self.log("train/grad_norm", grad_norm.detach(), batch_size=b)
@@ -394,36 +278,9 @@ class LZNLightningModule(pl.LightningModule):
                 "the learning rates or check the data for NaNs"
             )
 
-    def _param_names(self, group_names: set[str]) -> frozenset[str]:
-        """Names (relative to ``self.modalities``) of the parameters in the given optimiser groups."""
-        if not group_names:
-            return frozenset()
-        ids = {
-            id(p)
-            for name, m in self.modalities.items()
-            for g in m.param_groups()
-            if f"{name}.{g['name']}" in group_names
-            for p in g["params"]
-        }
-        return frozenset(n for n, p in self.modalities.named_parameters() if id(p) in ids)
-
     def configure_optimizers(self) -> Any:
         """One Adam with a parameter group per (modality, group) at its own learning rate, linear warm-up."""
-        groups = [
-            {"params": g["params"], "lr": g["lr"], "name": f"{name}.{g['name']}"}
-            for name, m in self.modalities.items()
-            for g in m.param_groups()
-        ]
-        # foreach: one fused update per group instead of a Python loop over tensors (PyTorch picks it only on
-        # CUDA by default); on the quick start's CPU step ~12 ms -> ~4 ms.
-        opt = torch.optim.Adam(groups, foreach=True)
-        if self.warmup_steps > 0:
-            scheduler: Any = torch.optim.lr_scheduler.LinearLR(
-                opt, start_factor=1.0 / self.warmup_steps, end_factor=1.0, total_iters=self.warmup_steps
-            )
-        else:
-            scheduler = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
-        return {"optimizer": opt, "lr_scheduler": scheduler}
+        return adam_with_warmup(self.modalities, self.warmup_steps)
 
     # ---------------------------------------------------------------------------------------- inference
     # Each is one call of lzn_lightning.inference.LZNInference (same arguments and docstring), so a loaded
@@ -447,13 +304,13 @@ class LZNLightningModule(pl.LightningModule):
 
     def anchor_bank_of(self, field: str) -> Tensor | None:
         """The bank items of ``field`` that form the field of ``context="bank"`` (see ``set_anchor_bank``)."""
-        return self._buffers.get(BANK_PREFIX + field)
+        return anchor_banks.bank_of(self, field)
 
     @property
     def anchor_bank(self) -> Tensor | None:
         """The anchor bank of the encoded field (``latent_from``), or None."""
         try:
-            return self.anchor_bank_of(LZNInference(self).source_field())
+            return self.anchor_bank_of(self.routing.source_field())
         except ValueError:  # nothing is encoded (plain RF): no bank
             return None
 
@@ -470,32 +327,13 @@ class LZNLightningModule(pl.LightningModule):
                 with n >= 1, or None.
             field: An instance field with an encoder (None: the encoded field, ``latent_from``).
         """
-        field = LZNInference(self).source_field(field)
-        if data is None:
-            self._buffers.pop(BANK_PREFIX + field, None)
-            return
-        data = torch.as_tensor(data)
-        if data.dim() < 1 or data.shape[0] < 1:
-            raise ValueError(
-                f"the anchor bank of {field!r} needs at least one item, got shape {tuple(data.shape)}"
-            )
-        self.modality(field).check_field(data, field)
-        data = data.detach().to(self.device)
-        self.register_buffer(
-            BANK_PREFIX + field, (data.float() if data.is_floating_point() else data).clone()
-        )
+        field = self.routing.source_field(field)
+        anchor_banks.store(self, field, data, self.modality(field))
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """``nn.Module.load_state_dict`` that first gives the anchor banks the checkpoint's sizes (or drops
         them)."""
-        for key in [k for k in self._buffers if k.startswith(BANK_PREFIX)]:
-            self._buffers.pop(key)
-        if _LEGACY_BANK_KEY in state_dict and "images" not in self.field_map:
-            state_dict = dict(state_dict)
-            state_dict[BANK_PREFIX + LZNInference(self).source_field()] = state_dict.pop(_LEGACY_BANK_KEY)
-        for key, bank in state_dict.items():
-            if key.startswith(BANK_PREFIX):
-                self.register_buffer(key, torch.zeros_like(bank, device=self.device))
+        anchor_banks.make_room(self, state_dict, self.field_map)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ---------------------------------------------------------------------------------------- evaluation
@@ -530,33 +368,19 @@ class LZNLightningModule(pl.LightningModule):
         """Losses and zone accuracies with the EMA weights."""
         self._eval_step(batch, "test")
 
-    def _swap_in(self) -> None:
-        self._ema_ctx = self.ema_weights()
-        self._ema_ctx.__enter__()
+    def _start_evaluation(self) -> None:
+        """Swap the EMA weights in for a validation or test epoch (callbacks' epoch-end hooks see them)."""
+        self._evaluation = contextlib.ExitStack()
+        self._evaluation.enter_context(self.ema_weights())
 
-    def _swap_out(self) -> None:
-        ctx = getattr(self, "_ema_ctx", None)
-        if ctx is not None:
-            ctx.__exit__(None, None, None)
-            self._ema_ctx = None
+    def _end_evaluation(self) -> None:
+        """Swap the live weights back in at the end of a validation or test epoch."""
+        if self._evaluation is not None:
+            self._evaluation.close()
+            self._evaluation = None
 
-    def on_validation_epoch_start(self) -> None:
-        self._swap_in()
-
-    def on_validation_epoch_end(self) -> None:
-        self._swap_out()
-
-    def on_test_epoch_start(self) -> None:
-        self._swap_in()
-
-    def on_test_epoch_end(self) -> None:
-        self._swap_out()
-
-    def on_predict_epoch_start(self) -> None:
-        self._swap_in()
-
-    def on_predict_epoch_end(self) -> None:
-        self._swap_out()
+    on_validation_epoch_start = on_test_epoch_start = _start_evaluation
+    on_validation_epoch_end = on_test_epoch_end = _end_evaluation
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resume a run that ended with a complete epoch at the start of the next one (Lightning reads it
@@ -585,7 +409,7 @@ class LZNLightningModule(pl.LightningModule):
         """
         from lzn_lightning.pretrained import load_pretrained
 
-        return load_pretrained(name, revision=revision, map_location=map_location)
+        return load_pretrained(cls, name, revision=revision, map_location=map_location)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Live weights in ``state_dict`` (EMA under ``ema.*``); randomness needs no state (see above)."""

@@ -152,11 +152,13 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], shown: 
 
 
 def load_pretrained(
-    name: str | Path, revision: str | None = None, map_location: str | torch.device = "cpu"
+    cls: type, name: str | Path, revision: str | None = None, map_location: str | torch.device = "cpu"
 ) -> Any:
     """``LZNLightningModule.from_pretrained``: build the model of an export and load its weights and banks.
 
     Args:
+        cls: The module class to build (``LZNLightningModule``, passed in so that this file never imports
+            the module that imports it).
         name: An export folder, ``owner/name`` or ``hf://owner/name[@revision]``.
         revision: A Hub branch, tag or commit (None: ``main``, or the ``@revision`` of ``name``).
         map_location: Device of the returned model.
@@ -164,13 +166,11 @@ def load_pretrained(
     Returns:
         The model in inference mode (``eval()``), without an EMA copy: its weights are the EMA weights.
     """
-    from lzn_lightning.module import LZNLightningModule
-
     folder = resolve(name, revision)
     config = read_config(folder, str(name))
     spec = dict(config["model"]) | {"ema_decay": None}  # the weights are already the EMA's
     try:
-        model = LZNLightningModule(**spec)
+        model = cls(**spec)
     except Exception as err:
         raise ValueError(
             f"cannot build the model of {name} (written by lzn-lightning "

@@ -148,6 +148,31 @@ def test_ema_swaps_in_for_evaluation_and_back(tmp_path: Path) -> None:
     assert all(torch.equal(v, live[n]) for n, v in _params(model).items())
 
 
+def test_validation_and_test_epochs_run_with_the_ema_weights(tmp_path: Path) -> None:
+    model = _model()
+    _trainer(tmp_path, 3, enable_checkpointing=False).fit(model, _loader())
+    live = _params(model)
+    shadow = {n: p.clone() for n, p in model.ema.shadow.named_parameters()}
+    seen: list[dict[str, torch.Tensor]] = []
+
+    class Probe(pl.Callback):
+        def on_validation_batch_start(
+            self, trainer: pl.Trainer, pl_module: LZNLightningModule, *_: object
+        ) -> None:
+            seen.append(_params(pl_module))
+
+        on_test_batch_start = on_validation_batch_start
+
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, default_root_dir=tmp_path, callbacks=[Probe()],
+    )  # fmt: skip
+    trainer.validate(model, _loader())
+    trainer.test(model, _loader())
+    assert len(seen) == 6 and all(torch.equal(v, shadow[n]) for params in seen for n, v in params.items())
+    assert all(torch.equal(v, live[n]) for n, v in _params(model).items())  # swapped back after each epoch
+
+
 def test_resume_continues_counters_optimizer_ema_and_noise(tmp_path: Path) -> None:
     ckpt_cb = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
     first = _model()

@@ -52,8 +52,8 @@ def test_vector_modality_from_its_own_file_trains_classifies_and_generates(
     trainer.fit(model, loader)
 
     test_x, test_y, _ = _clusters(30, seed=2)
-    assert (retrieve(model, "vector", test_x, "label") == test_y).float().mean() >= 0.9
-    written = translate(model, "label", torch.arange(K), "vector")  # [K, F] decoded from the class zones
+    assert (retrieve(model, test_x, "vector", "label") == test_y).float().mean() >= 0.9
+    written = translate(model, torch.arange(K), "label", "vector")  # [K, F] decoded from the class zones
     nearest_mean = torch.cdist(written, means).argmin(1)
     assert torch.equal(nearest_mean, torch.arange(K))
 

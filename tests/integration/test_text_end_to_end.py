@@ -51,8 +51,8 @@ def test_text_label_model_trains_generates_and_classifies(tmp_path: Path) -> Non
     items = [data.test_dataset[i] for i in range(len(data.test_dataset))]
     tokens = torch.stack([it["text"] for it in items])  # captions "pattern <k>"
     labels = torch.stack([it["label"] for it in items])
-    assert (retrieve(model, "text", tokens, "label") == labels).float().mean() >= 0.9
-    written = model.modalities["text"].detokenize(translate(model, "label", torch.arange(K), "text"))
+    assert (retrieve(model, tokens, "text", "label") == labels).float().mean() >= 0.9
+    written = model.modalities["text"].detokenize(translate(model, torch.arange(K), "label", "text"))
     assert written == [f"pattern {k}" for k in range(K)]
 
     texts = model.modalities["text"].detokenize(tokens)

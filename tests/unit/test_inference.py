@@ -16,7 +16,7 @@ from PIL import Image
 from tiny_lzn import BANK, LATENT_DIM, NUM_CLASSES, tiny_data, train_tiny
 
 from lzn_lightning import LZNLightningModule
-from lzn_lightning.inference import mean_reconstruction_l2, reconstruction_l2
+from lzn_lightning.metrics import mean_reconstruction_l2, reconstruction_l2
 from lzn_lightning.module import load_for_inference
 
 
@@ -55,12 +55,26 @@ def test_bank_is_dropped_or_resized_by_load_state_dict(model: Any) -> None:
     assert fresh.anchor_bank is None
 
 
-def test_bank_of_a_checkpoint_from_before_per_field_banks_loads(model: Any) -> None:
+def test_a_bank_of_a_field_the_model_lacks_is_an_unexpected_key(model: Any) -> None:
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    state["anchor_bank_images"] = state.pop("anchor_bank_image")  # the key checkpoints had before
+    state["anchor_bank_images"] = state.pop("anchor_bank_image")  # "images" is no field of this model
     fresh = LZNLightningModule(**model.hparams)
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh.anchor_bank_of("image"), model.anchor_bank)
+    with pytest.raises(RuntimeError, match=r"Unexpected key.*anchor_bank_images"):
+        fresh.load_state_dict(state)
+    assert fresh.load_state_dict(state, strict=False).unexpected_keys == ["anchor_bank_images"]
+    assert fresh.anchor_bank is None
+
+
+def test_routing_says_which_field_does_what(model: Any) -> None:
+    routing = model.routing  # built and checked once, with the module
+    assert routing.source_field() == routing.decoder_field() == "image"
+    assert routing.label_field() == "label"
+    assert routing.anchor_classifier("image", "label") is None  # the label flow classifies
+    assert routing.trace_steps("label") == 6  # the align term's steps
+    with pytest.raises(ValueError, match="'text' is not a field of this model"):
+        routing.source_field("text")
+    with pytest.raises(ValueError, match="has no encoder"):
+        routing.source_field("label")
 
 
 # --------------------------------------------------------------------------------------------------- generate

@@ -8,7 +8,6 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
 
 from lzn_lightning.callbacks.base import split_data
-from lzn_lightning.inference import LZNInference
 
 
 class AnchorBank(pl.Callback):
@@ -22,8 +21,8 @@ class AnchorBank(pl.Callback):
     train. Every rank draws the same items (same seed).
 
     Args:
-        num: Bank size; None uses the datamodule's global ``batch_size`` (the field size the zones were trained
-            with), else 256.
+        num: Bank size; None uses the datamodule's global ``batch_size`` (the field size the zones were
+            trained with), else 256.
         split: Data split to draw from.
         seed: Seed of the random draw.
         replace: Replace a bank the model already has (e.g. when resuming or fine-tuning).
@@ -49,7 +48,7 @@ class AnchorBank(pl.Callback):
             try:
                 items, _ = split_data(trainer, pl_module, self.split, num, self.seed, field=field)
             except (KeyError, ValueError):
-                if field == LZNInference(pl_module).source_field():
+                if field == pl_module.routing.source_field():
                     raise
                 continue  # the data does not hold this field (e.g. a model that can also read text)
             pl_module.set_anchor_bank(items, field=field)
@@ -62,7 +61,7 @@ def bank_fields(model: Any) -> list[str]:
     """The fields a bank is drawn for: the encoded field, then the own field of every other instance modality
     with an encoder (e.g. ``text`` beside ``image``; not extra views such as ``image_view2``)."""
     try:
-        first = [LZNInference(model).source_field()]
+        first = [model.routing.source_field()]
     except ValueError:  # nothing to encode (plain RF)
         return []
     others = [

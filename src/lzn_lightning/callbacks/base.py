@@ -10,8 +10,6 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from lzn_lightning.inference import LZNInference
-
 SPLITS = ("train", "val", "test")
 
 
@@ -123,9 +121,9 @@ def split_data(
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    infer = LZNInference(pl_module)
-    image_key = infer.source_field(field)
-    label_key = infer.label_field(image_key, required=False) or "label"
+    routing = pl_module.routing
+    image_key = routing.source_field(field)
+    label_key = routing.label_field(image_key, required=False) or "label"
     dm = getattr(trainer, "datamodule", None)
     dataset = getattr(dm, f"{split}_dataset", None) if dm is not None else None
     if dataset is None and dm is not None and hasattr(dm, "setup") and hasattr(dm, f"{split}_dataset"):
@@ -197,5 +195,5 @@ def _from_loader(
 
 def num_classes_of(pl_module: Any) -> int:
     """K of the model's label modality (its anchor table)."""
-    field = LZNInference(pl_module).label_field()
+    field = pl_module.routing.label_field()
     return int(pl_module.modality(field).anchor_table().shape[0])

@@ -20,7 +20,6 @@ import numpy as np
 from torch import Tensor, nn
 
 from lzn_lightning.callbacks.base import EvalCallback, split_data
-from lzn_lightning.inference import LZNInference
 from lzn_lightning.metrics import InceptionFeatures, features_of, frechet_distance, train_classifier
 
 
@@ -56,7 +55,8 @@ class FID(EvalCallback):
         super().__init__(every_n_validations, on_test)
         if isinstance(feature_extractor, str) and feature_extractor not in ("classifier", "inception"):
             raise ValueError(
-                f"feature_extractor must be 'classifier', 'inception' or an nn.Module, got {feature_extractor!r}"
+                "feature_extractor must be 'classifier', 'inception' or an nn.Module, "
+                f"got {feature_extractor!r}"
             )
         if num_samples < 2:
             raise ValueError(f"num_samples must be >= 2, got {num_samples}")
@@ -86,7 +86,7 @@ class FID(EvalCallback):
                 "feature_extractor='classifier' needs labelled training data; pass an nn.Module instead"
             )
         k = int(labels.max()) + 1
-        field = LZNInference(pl_module).label_field(required=False)
+        field = pl_module.routing.label_field(required=False)
         if field is not None:
             k = int(pl_module.modality(field).anchor_table().shape[0])
         test = _held_out(trainer, pl_module)
@@ -106,16 +106,16 @@ class FID(EvalCallback):
             self._real = (real, labels, features_of(net, real))
         real, labels, real_feats = self._real
         assert self._net is not None
-        conditional = labels is not None and LZNInference(m).label_field(required=False) is not None
+        conditional = labels is not None and m.routing.label_field(required=False) is not None
         gen_labels = labels if conditional else None
         n = len(real) if conditional else self.num_samples
         fake = m.generate(n, labels=gen_labels, steps=self.steps, seed=self.seed, progress=False)
         fid = frechet_distance(real_feats, features_of(self._net, fake))
-        steps = self.steps or m.modality(LZNInference(m).decoder_field()).sample_steps or "?"
+        steps = self.steps or m.modality(m.routing.decoder_field()).sample_steps or "?"
         what = (
             f"clean-fid frechet_distance; features: {self._net_what}; {len(fake)} generated "
-            f"({'with the real images labels' if conditional else 'unconditional'}, EMA weights, Euler {steps} "
-            f"steps) vs {len(real)} real {self.real_split} images"
+            f"({'with the real images labels' if conditional else 'unconditional'}, EMA weights, "
+            f"Euler {steps} steps) vs {len(real)} real {self.real_split} images"
         )
         return {"fid": fid}, what
 

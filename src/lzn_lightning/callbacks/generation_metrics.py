@@ -38,7 +38,6 @@ from lzn_lightning.callbacks.real_features import (
     network_id,
     subset_indices,
 )
-from lzn_lightning.inference import LZNInference
 from lzn_lightning.metrics import (
     CLIPImageEmbeddings,
     InceptionFeatureSet,
@@ -201,8 +200,7 @@ class GenerationMetrics(EvalCallback):
         0."""
         m: Any = pl_module
         device = m.device
-        infer = LZNInference(m)
-        image_key = infer.source_field() if m.latent_from else infer.decoder_field()
+        image_key = m.routing.source_field() if m.latent_from else m.routing.decoder_field()
         dm = trainer.datamodule
         dataset = clean_split(dm, self.real_split)
         indices = subset_indices(len(dataset), self.num_samples, self.seed)  # type: ignore[arg-type]
@@ -241,7 +239,7 @@ class GenerationMetrics(EvalCallback):
             if rank == 0:
                 for name in missing:
                     cache.save(keys[name], {**real[name], "labels": labels})
-            conditional = infer.label_field(required=False) is not None and bool((labels >= 0).all())
+            conditional = m.routing.label_field(required=False) is not None and bool((labels >= 0).all())
             fake = {
                 s: self._fake(m, s, nets, mine, chunk, n, labels if conditional else None, rows, bar, device)
                 for s in self.samplers

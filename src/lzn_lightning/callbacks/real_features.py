@@ -142,9 +142,8 @@ class RealFeatureCache:
 def dataset_tensors_of(dataset: Dataset, model: Any, indices: list[int]) -> tuple[Tensor, Tensor | None]:
     """Images [N, C, H, W] and labels [N] (or None) of ``dataset[indices]``, in the model's field names."""
     from lzn_lightning.callbacks.base import dataset_tensors
-    from lzn_lightning.inference import LZNInference
 
-    infer = LZNInference(model)
-    image_key = infer.source_field() if model.latent_from else infer.decoder_field()
-    label_key = infer.label_field(image_key, required=False) or "label"
+    routing = model.routing
+    image_key = routing.source_field() if model.latent_from else routing.decoder_field()
+    label_key = routing.label_field(image_key, required=False) or "label"
     return dataset_tensors(dataset, image_key, label_key, indices)

@@ -81,7 +81,7 @@ class ReconstructionL2(EvalCallback):
         ``LZNInference.reconstruct`` of all images in one batch computes it, decoded ``decode_batch_size``
         at a time (``options``: ``steps``, ``method`` of the sampler)."""
         infer = LZNInference(m)
-        dec = m.modality(infer.decoder_field())
+        dec = m.modality(m.routing.decoder_field())
         whole = len(images)
         z = (
             infer.latents(images, context=self.context, batch_size=whole, seed=seed)
@@ -114,7 +114,7 @@ class ReconstructionL2(EvalCallback):
 
         m: Any = pl_module
         images, labels = self._images(trainer, m)
-        dec = m.modality(LZNInference(m).decoder_field())
+        dec = m.modality(m.routing.decoder_field())
         rank, world = distributed.rank(), distributed.world_size()
         runs = (
             [(name, *parse_sampler(name)) for name in self.samplers] if self.samplers else [("", None, None)]

@@ -12,12 +12,11 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from lzn_lightning.callbacks.base import EvalCallback
-from lzn_lightning.inference import LZNInference
 
 
 def grid_labels(pl_module: Any, per_class: int) -> Tensor | None:
     """Labels for a grid with one row per class (``per_class`` columns), or None for unconditional models."""
-    field = LZNInference(pl_module).label_field(required=False)
+    field = pl_module.routing.label_field(required=False)
     if field is None:
         return None
     k = int(pl_module.modality(field).anchor_table().shape[0])
@@ -52,9 +51,9 @@ class SampleGrid(EvalCallback):
     """Write a grid of generated images as PNG (and log it to image-capable loggers).
 
     Class-conditional models get one row per class (``per_class`` samples each); unconditional models a
-    ``per_class`` x ``per_class`` grid. The same seed is used every time, so grids over training are comparable.
-    Files: ``<log_dir>/samples/step<N>.png`` after validations and ``<log_dir>/samples_final.png`` at the end of
-    fit.
+    ``per_class`` x ``per_class`` grid. The same seed is used every time, so grids over training are
+    comparable. Files: ``<log_dir>/samples/step<N>.png`` after validations and
+    ``<log_dir>/samples_final.png`` at the end of fit.
 
     Args:
         per_class: Columns of the grid (samples per class, or side of the unconditional grid).

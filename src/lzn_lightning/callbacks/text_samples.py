@@ -54,14 +54,14 @@ class TextSamples(EvalCallback):
         if pl_module.modality(self.source).kind == "categorical":
             k = int(pl_module.modality(self.source).anchor_table().shape[0])
             labels = torch.arange(k).repeat_interleave(self.num)  # [K*num]: num texts per class
-            ids = translate(pl_module, self.source, labels, self.text_field, noise_scale=1.0, generator=g,
+            ids = translate(pl_module, labels, self.source, self.text_field, noise_scale=1.0, generator=g,
                             temperature=self.temperature)  # fmt: skip
             written = text.detokenize(ids)
             return [f"{self.source} {y}\t{t}" for y, t in zip(labels.tolist(), written, strict=True)]
         dataset = trainer.datamodule.val_dataset  # type: ignore[attr-defined]
         items = [dataset[i] for i in range(min(self.num, len(dataset)))]
         x = torch.stack([it[self.source] for it in items])
-        ids = translate(pl_module, self.source, x, self.text_field, generator=g, temperature=self.temperature)
+        ids = translate(pl_module, x, self.source, self.text_field, generator=g, temperature=self.temperature)
         truth = [
             text.detokenize(it[self.text_field][None])[0] if self.text_field in it else "" for it in items
         ]

@@ -12,11 +12,10 @@
   :func:`predict`, :func:`accuracy`), whose features also serve FID on small digits;
 * :mod:`~lzn_lightning.metrics.probes`: :func:`linear_probe_accuracy` and :func:`knn_accuracy` of features;
 * :func:`label_accuracy` of predicted labels;
-* :func:`reconstruction_l2` and :func:`mean_reconstruction_l2` (the reference's Recon), defined next to
-  ``LZNInference.reconstruct`` in :mod:`lzn_lightning.inference`.
+* :mod:`~lzn_lightning.metrics.reconstruction`: :func:`reconstruction_l2` and :func:`mean_reconstruction_l2`
+  (the reference's Recon) of ``model.reconstruct``.
 """
 
-from lzn_lightning.inference import mean_reconstruction_l2, reconstruction_l2
 from lzn_lightning.metrics.accuracy import label_accuracy
 from lzn_lightning.metrics.classifier import SmallCNN, TrainedClassifier, accuracy, predict, train_classifier
 from lzn_lightning.metrics.feature_sets import CLIPImageEmbeddings, InceptionFeatureSet, feature_sets_of
@@ -29,6 +28,7 @@ from lzn_lightning.metrics.generation import (
     spatial_frechet_distance,
 )
 from lzn_lightning.metrics.probes import knn_accuracy, linear_probe_accuracy
+from lzn_lightning.metrics.reconstruction import mean_reconstruction_l2, reconstruction_l2
 
 __all__ = [
     "CLIPImageEmbeddings",
