@@ -23,14 +23,13 @@ from lzn_lightning.nets.blocks import (
     DownPath,
     Level,
     ResBlock,
-    check_image,
     conv3x3,
     group_norm,
-    latent_label_input,
     linear,
     make_upsample,
     timestep_embedding,
 )
+from lzn_lightning.nets.inputs import check_image, latent_label_input
 
 # Why 999: the RF NCSN++ config embeds integer-like "timesteps"; the reference feeds 999 * t (t clamped to
 # [0, 1]) to the sinusoidal embedding, whose frequencies were designed for timesteps in [0, 1000).
