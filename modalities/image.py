@@ -15,10 +15,6 @@ from lzn_lightning.nets.ncsnpp import NCSNppDecoder, NCSNppEncoder
 from lzn_lightning.nets.resnet_gn import GroupNormResNet
 from lzn_lightning.user_files import load_images, write_images
 
-# Encoders whose anchor is their own output (no anchor_norm): the paper's networks.
-PAPER_ENCODERS = ("ncsnpp", "resnet50_gn")
-
-
 class ImageModality(Modality):
     """Images in [-1, 1], layout [B, C, H, W].
 
