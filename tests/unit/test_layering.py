@@ -2,8 +2,8 @@
 
 The cycle test reads the source (``ast``), it imports nothing. A module's edges are its module-level imports
 of ``lzn_lightning`` modules, class bodies and module-level ``if``/``try`` blocks included. Left out: imports
-inside functions (they run after every module is loaded, which is how a module may call up a layer) and
-under ``if TYPE_CHECKING:`` (never run).
+inside functions (they run when called, once the modules are loaded) and under ``if TYPE_CHECKING:`` (never
+run).
 
 Package ``__init__`` files and their re-exports: ``from lzn_lightning.data import LZNDataModule`` is an edge
 to the package ``lzn_lightning.data`` (its ``__init__``), whose own imports of its submodules are its edges in
