@@ -1,4 +1,4 @@
-"""Latent-conditioned rectified-flow U-Net: the LZN image decoder (docs/design/lzn.md §3.4, NCSN++ RF decoder).
+"""Latent-conditioned rectified-flow U-Net: the LZN image decoder (docs/design/lzn.md §3.4, NCSN++ RF).
 
 The network predicts the rectified-flow velocity ``v(x_t, t)`` (t=0 noise, t=1 data). It is the NCSN++ U-Net
 of the RectifiedFlow repository except for its conditioning input: the first layer of the time-embedding MLP
