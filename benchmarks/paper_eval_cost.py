@@ -29,7 +29,7 @@ import yaml
 
 import lzn_lightning
 from lzn_lightning.callbacks.generation_metrics import parse_sampler
-from lzn_lightning.cli import recipe_cli
+from lzn_lightning.recipes import recipe_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("cifar10_gen", "cifar10_joint", "afhq_cat_gen", "celebahq_gen", "lsun_bedroom_gen")

@@ -15,9 +15,6 @@ from lzn_lightning.nets.ncsnpp import NCSNppDecoder, NCSNppEncoder
 from lzn_lightning.nets.resnet_gn import GroupNormResNet
 from lzn_lightning.user_files import load_images, write_images
 
-# Encoders whose anchor is their own output (no anchor_norm): the paper's networks.
-PAPER_ENCODERS = ("ncsnpp", "resnet50_gn")
-
 
 class ImageModality(Modality):
     """Images in [-1, 1], layout [B, C, H, W].
@@ -44,12 +41,12 @@ class ImageModality(Modality):
         head_min_resolution: Smallest feature-map resolution of the tower / NCSN++ encoder that gets a head.
         head_max_resolution: Largest feature-map resolution that gets a head (None: all). The 256-px paper
             encoders keep heads only at 64..4 px.
-        anchor_norm: How the tower's anchors end: ``"none"`` (the reference tower), ``"group"`` (a GroupNorm,
-            32 groups of at least 8 dimensions, learnable scale, zero bias, as the reference's ResNet projection
-            head ends; ``true`` is an alias) or ``"batch"`` (each dimension standardised over the batch, then
-            multiplied by ``anchor_scale``; running statistics at evaluation). ``"batch"`` keeps the anchors from
-            drifting away from the origin or growing, which made short CPU runs diverge
-            (docs/notes/2026-12-01-anchor-drift.md).
+        anchor_norm: How the tower's anchors end: ``"none"`` (the reference tower), ``"group"`` (a
+            GroupNorm, 32 groups of at least 8 dimensions, learnable scale, zero bias, as the reference's
+            ResNet projection head ends; ``true`` is an alias) or ``"batch"`` (each dimension standardised
+            over the batch, then multiplied by ``anchor_scale``; running statistics at evaluation).
+            ``"batch"`` keeps the anchors from drifting away from the origin or growing, which made short CPU
+            runs diverge (docs/notes/2026-12-01-anchor-drift.md).
             timm encoders always end with the GroupNorm.
         anchor_scale: Per-dimension standard deviation of the anchors with ``anchor_norm="batch"``. Why 0.15:
             the spread an unconstrained tower starts with (anchor norm ~0.8 at d=32); at 1.0 (the latent's
@@ -241,8 +238,9 @@ class ImageModality(Modality):
         expected = (self.channels, self.size, self.size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
-                f"field {name!r}: ImageModality expects images [B, {self.channels}, {self.size}, {self.size}], "
-                f"got {tuple(x.shape)}; set model.modalities.<image>.init_args.channels/size to match the data"
+                f"field {name!r}: ImageModality expects images "
+                f"[B, {self.channels}, {self.size}, {self.size}], got {tuple(x.shape)}; "
+                "set model.modalities.<image>.init_args.channels/size to match the data"
             )
         if not x.is_floating_point():
             raise ValueError(f"field {name!r}: images must be float in [-1, 1], got {x.dtype}")
@@ -271,7 +269,7 @@ class ImageModality(Modality):
         return self.encode(x)
 
     def trunk_features(self, x: Tensor) -> Tensor:
-        """The encoder's pre-head feature [B, C] (tower: pooled deepest map; timm: the pooled backbone output)."""
+        """The encoder's pre-head feature [B, C] (tower: pooled deepest map; timm: pooled backbone output)."""
         if self.encoder is None:
             raise RuntimeError("this ImageModality was built with encoder='none'")
         return self.encoder.features(x)
@@ -292,8 +290,8 @@ class ImageModality(Modality):
         if labels is None and batch is not None:
             if self.label_field not in batch:
                 raise ValueError(
-                    f"the image decoder is label-conditioned (num_classes={self.num_classes}) but the batch has "
-                    f"no {self.label_field!r} field"
+                    f"the image decoder is label-conditioned (num_classes={self.num_classes}) "
+                    f"but the batch has no {self.label_field!r} field"
                 )
             labels = batch[self.label_field]
         if labels is None:
@@ -303,7 +301,7 @@ class ImageModality(Modality):
     def decoder_loss(
         self, x: Tensor, latent: Tensor | None, batch: dict[str, Tensor], generator: torch.Generator | None
     ) -> Tensor:
-        """Rectified-flow velocity loss with the decoder conditioned on the latent (docs/design/lzn.md §3.1)."""
+        """Rectified-flow velocity loss, the decoder conditioned on the latent (docs/design/lzn.md §3.1)."""
         assert self.decoder is not None
         return rf_loss(self.decoder, x, latent, self._labels(batch, None), generator=generator)
 

@@ -17,6 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from lzn_lightning.data.files import check_image_file
+from lzn_lightning.recipes import recipe_cli
 
 # Files per task sent to a worker process: large enough that the round trip is negligible next to decoding.
 _CHUNK = 64
@@ -57,8 +58,6 @@ def main(argv: list[str]) -> int:
     args, recipe_args = p.parse_known_args(argv)
     if "--config" not in recipe_args:
         raise ValueError("lzn check-data needs the recipe: --config recipes/<recipe>.yaml")
-    from lzn_lightning.cli import recipe_cli
-
     datamodule = recipe_cli(recipe_args).datamodule
     files = dataset_files(datamodule)
     if not files:

@@ -44,7 +44,8 @@ def is_pretrained_name(name: str | Path) -> bool:
 
 def _offline() -> bool:
     """Whether the user asked for offline Hub access. ``lzn`` sets ``HF_HUB_OFFLINE=1`` for timm's lookups
-    when the user did not (lzn_lightning.cli), so then the user's own setting is the one it recorded."""
+    when the user did not (``lzn_lightning.cli.entry``), so then the user's own setting is the one the ``lzn``
+    module recorded (``USER_HF_OFFLINE``, read when it was imported)."""
     cli = sys.modules.get("lzn_lightning.cli")
     if cli is not None:
         return bool(cli.USER_HF_OFFLINE)

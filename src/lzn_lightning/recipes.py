@@ -28,8 +28,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 
-from lzn_lightning.cli import LZNCLI, _lzn_cli
 from lzn_lightning.data import LZNDataModule
+from lzn_lightning.lightning_cli import LZNCLI, build_cli
 from lzn_lightning.module import LZNLightningModule
 
 
@@ -131,7 +131,7 @@ def build_run(
     keep = _CallbackFilter(recipe=recipe_callbacks, checkpoints=checkpoints is not False)
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees both args= and a command line
     try:
-        cli = _lzn_cli(
+        cli = build_cli(
             args,
             run=False,
             cli_class=functools.partial(_RunCLI, keep),
@@ -143,6 +143,16 @@ def build_run(
     finally:
         sys.argv = argv
     return RecipeRun(cli.model, cli.datamodule, cli.trainer, args)
+
+
+def recipe_cli(args: list[str]) -> RecipeRun:
+    """The recipe's model, data and trainer as ``lzn fit`` builds them, without running anything, and without
+    its logger, checkpoints or callbacks (``lzn check-data``, ``lzn import-reference``).
+
+    Args:
+        args: ``lzn fit`` arguments without the subcommand, e.g. ``["--config", "recipes/x.yaml"]``.
+    """
+    return build_run([], args, logger=False, checkpoints=False, recipe_callbacks=False)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lzn_lightning.checkpoints import first_line
+from lzn_lightning.recipes import recipe_cli
 
 HF_REPO = "microsoft/latent-zoning-networks"
 # Key prefixes of a network saved inside its distributed wrapper (the released files) or a bare DDP.
@@ -207,8 +208,6 @@ def read_reference(path: Path) -> dict[str, Any]:
 
 def _build(recipe: Path, overrides: list[str]) -> nn.Module:
     """The recipe's model, built by the same parser as ``lzn fit``."""
-    from lzn_lightning.cli import recipe_cli
-
     if not recipe.is_file():
         raise FileNotFoundError(f"recipe {recipe} does not exist")
     return recipe_cli(["--config", str(recipe), *overrides]).model

@@ -1,7 +1,8 @@
-"""A fork server for ``lzn``: the Markdown tests' shell blocks call ``lzn`` a dozen times, and each new Python
-process spends ~6 s importing torch and Lightning before it does anything. This process imports them once and
-forks a child per call; the child takes the caller's working folder, environment, standard streams (passed over
-the socket) and arguments, runs ``lzn_shim`` exactly as a fresh process would, and reports the exit status.
+"""A fork server for ``lzn``: the Markdown tests' shell blocks call ``lzn`` a dozen times, and each new
+Python process spends ~6 s importing torch and Lightning before it does anything. This process imports them
+once and forks a child per call; the child takes the caller's working folder, environment, standard streams
+(passed over the socket) and arguments, runs ``lzn_shim`` exactly as a fresh process would, and reports the
+exit status.
 
 Run: ``python lzn_forkserver.py SOCKET``; clients are ``lzn_client.py`` (the ``lzn`` on the tests' PATH).
 Each call is a fork of the freshly imported process, so no state passes from one call to the next. Nothing in
@@ -21,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import lzn_shim  # noqa: E402  (imports torch, Lightning and the lzn CLI once, for every child)
 
-import lzn_lightning.inference_cli  # noqa: E402,F401
+import lzn_lightning.inference_cli  # noqa: E402  (lzn sample|classify|embed)
+import lzn_lightning.recipes  # noqa: E402,F401  (LightningCLI and the recipes' classes: lzn fit|validate|test)
 
 
 def _serve_one(conn: socket.socket) -> None:

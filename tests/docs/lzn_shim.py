@@ -1,6 +1,7 @@
 """``lzn`` as the Markdown tests run it: the real CLI, with every recipe shrunk by its tiny overlay.
 
-``python lzn_shim.py <subcommand> [args]`` runs ``lzn <subcommand> [args]`` after these changes, and no others:
+``python lzn_shim.py <subcommand> [args]`` runs ``lzn <subcommand> [args]`` (its entry point) after these
+changes, and no others:
 
 * ``fit``, ``validate`` and ``test`` get the recipe's tiny overlay (tests/overrides/tiny_recipe.py: synthetic
   data, tiny networks, 2 steps) right after the command's last ``--config``, so every flag the user wrote
@@ -24,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "overrides"))
 from tiny_recipe import tiny_override
 
-from lzn_lightning.cli import main
+from lzn_lightning.cli import entry
 
 TRAINING_COMMANDS = ("fit", "validate", "test")
 
@@ -89,7 +90,7 @@ def run(args: list[str]) -> None:
     # sys.argv is what Lightning re-runs for the other ranks of a multi-process fit: give it the final
     # arguments and this script as the program, so the ranks run the same command.
     sys.argv = [__file__, *tiny_args(args)]
-    main()
+    entry()
 
 
 if __name__ == "__main__":

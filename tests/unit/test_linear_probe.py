@@ -387,7 +387,7 @@ def test_clean_datasets_give_every_split_the_evaluation_crop(folder: Path) -> No
 
 
 def test_the_cli_reads_the_model_by_class_only_when_a_config_names_one(tmp_path: Path) -> None:
-    from lzn_lightning.cli import names_model_class
+    from lzn_lightning.lightning_cli import names_model_class
 
     named, plain = tmp_path / "named.yaml", tmp_path / "plain.yaml"
     named.write_text("model:\n  class_path: LinearProbeModule\n")

@@ -71,7 +71,7 @@ def test_sampling_options() -> None:
     s1 = m.decode(z, temperature=1.0, generator=torch.Generator().manual_seed(0))
     s2 = m.decode(z, temperature=1.0, generator=torch.Generator().manual_seed(0))
     assert torch.equal(s1, s2)
-    assert all(len(t) >= 1 for t in m.decode_text(z, temperature=2.0))  # never an empty text
+    assert all(len(t) >= 1 for t in m.detokenize(m.decode(z, temperature=2.0)))  # never an empty text
     with pytest.raises(ValueError, match="temperature"):
         m.decode(z, temperature=-1)
 
@@ -89,4 +89,19 @@ def test_decoder_learns_to_write_the_text_of_each_latent() -> None:
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
-    assert m.eval().decode_text(z) == texts
+    assert m.eval().detokenize(m.decode(z)) == texts
+
+
+def test_tokenizer_lives_in_the_core_and_keeps_its_old_path() -> None:
+    """The datamodules use the tokenizer too, so it is in lzn_lightning.text_tokens; a pickle that names it by
+    its old path (lzn_lightning.modalities.text.CharTokenizer) still loads."""
+    import pickle
+
+    from lzn_lightning import text_tokens
+
+    assert CharTokenizer is text_tokens.CharTokenizer and (PAD, EOS) == (text_tokens.PAD, text_tokens.EOS)
+    old = pickle.dumps(CharTokenizer("abc ", 6), protocol=0).replace(
+        b"lzn_lightning.text_tokens", b"lzn_lightning.modalities.text"
+    )
+    assert b"lzn_lightning.modalities.text" in old
+    assert pickle.loads(old).encode(["ab"]).tolist() == [[3, 4, EOS, PAD, PAD, PAD]]

@@ -267,7 +267,7 @@ class LZNDataModule(pl.LightningDataModule):
         return self._loader(self._eval_order(self.test_dataset), self.per_device_eval_batch_size, train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        """The test split in order (``lzn predict`` embeds or classifies it)."""
+        """The test split in order, for ``Trainer.predict`` from Python (``lzn`` has no ``predict``)."""
         self._ready("predict")
         assert self.test_dataset is not None
         return self._loader(self.test_dataset, self.per_device_eval_batch_size, train=False)

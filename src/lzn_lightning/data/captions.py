@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from lzn_lightning.data.digits import DigitsDataModule
 from lzn_lightning.data.mnist5k import MNIST5kDataModule
-from lzn_lightning.modalities.text import DEFAULT_ALPHABET, CharTokenizer
+from lzn_lightning.text_tokens import DEFAULT_ALPHABET, CharTokenizer
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Why 0.25 on the [0, 1] ink scale: sklearn digits (0..16) and MNIST (0..255) both have faint anti-aliased

@@ -14,7 +14,7 @@ from lzn_lightning.data.base import LZNDataModule
 from lzn_lightning.data.captions import CaptionedDataset
 from lzn_lightning.data.tensor import TensorImageDataset
 from lzn_lightning.data.transforms import two_view_transform
-from lzn_lightning.modalities.text import DEFAULT_ALPHABET, CharTokenizer
+from lzn_lightning.text_tokens import DEFAULT_ALPHABET, CharTokenizer
 
 # Why 10: unlabelled synthetic data still needs structure worth learning, so it keeps hidden clusters.
 HIDDEN_CLUSTERS = 10

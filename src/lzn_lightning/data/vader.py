@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from lzn_lightning.data.base import LZNDataModule
 from lzn_lightning.data.errors import DatasetNotFoundError
 from lzn_lightning.data.split import stratified_split
-from lzn_lightning.modalities.text import DEFAULT_ALPHABET, CharTokenizer
+from lzn_lightning.text_tokens import DEFAULT_ALPHABET, CharTokenizer
 
 
 def load_vader_lexicon() -> list[tuple[str, float]]:

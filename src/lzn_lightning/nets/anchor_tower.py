@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lzn_lightning.nets.blocks import DownPath, check_image, conv1x1, linear
+from lzn_lightning.nets.blocks import DownPath, conv1x1, linear
+from lzn_lightning.nets.inputs import check_image
 
 
 class _Head(nn.Module):

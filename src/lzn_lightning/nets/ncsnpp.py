@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lzn_lightning.nets.blocks import check_image, latent_label_input, timestep_embedding
+from lzn_lightning.nets.blocks import group_norm, timestep_embedding
+from lzn_lightning.nets.inputs import check_image, latent_label_input
 from lzn_lightning.nets.ncsnpp_layers import (
     AttnBlock,
     Combine,
@@ -31,7 +32,6 @@ from lzn_lightning.nets.ncsnpp_layers import (
     dense,
     fir_downsample,
     fir_upsample,
-    group_norm,
 )
 
 # Why 999: the networks see times as 999 t (t clamped to [0, 1]), the DDPM timestep range they were designed

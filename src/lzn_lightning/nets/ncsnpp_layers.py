@@ -8,6 +8,11 @@ torch's own layers:
 * initialisation is the DDPM "variance scaling, fan-average, uniform" rule (Xavier-uniform when ``scale=1``),
   with ``scale=0`` meaning 1e-10 rather than exact zero, biases zero;
 * the attention projections (``NIN``) hold their weight as [in, out] and apply it to the channel axis.
+
+The GroupNorm helper and the average-pool downsampling are blocks.py's (the same layers and numbers). The
+residual and attention blocks are not: blocks.py's (the digits recipes' U-Net and anchor tower) have other
+parameter names and shapes, exact-zero initialisation and a skip rescale by multiplication, and existing
+checkpoints hold that layout.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lzn_lightning.nets.blocks import group_norm, naive_downsample
 
 # Why 1e-10: the reference treats an init scale of 0 (residual branch ends, output convs) as 1e-10, not 0, so
 # those weights start tiny but not exactly zero.
@@ -52,11 +59,6 @@ def dense(in_features: int, out_features: int) -> nn.Linear:
     return layer
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with min(C/4, 32) groups and eps 1e-6, as every NCSN++ normalisation."""
-    return nn.GroupNorm(min(channels // 4, 32), channels, eps=1e-6)
-
-
 def _fir_weight(x: Tensor, gain: float) -> Tensor:
     """The depthwise 4x4 FIR filter [C, 1, 4, 4] for ``x``'s channels, summing to ``gain``."""
     k = torch.tensor(FIR_KERNEL, dtype=x.dtype, device=x.device)
@@ -79,13 +81,10 @@ def fir_upsample(x: Tensor) -> Tensor:
     return F.conv2d(F.pad(up, (2, 1, 2, 1)), _fir_weight(x, 4.0), groups=c)
 
 
-def naive_downsample(x: Tensor) -> Tensor:
-    """2x2 average pooling."""
-    return F.avg_pool2d(x, 2)
-
-
 def naive_upsample(x: Tensor) -> Tensor:
     """Nearest-neighbour 2x upsampling."""
+    # Not blocks.py's F.interpolate: the same values, but its backward sums the four gradients in another
+    # order (last-bit differences), so sharing it would change the paper networks' training numerics.
     return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
 
 
@@ -103,7 +102,10 @@ class NIN(nn.Module):
 
 
 class AttnBlock(nn.Module):
-    """Single-head self-attention over all pixels, residual and rescaled by 1/sqrt(2)."""
+    """Single-head self-attention over all pixels, residual and rescaled by 1/sqrt(2).
+
+    Kept apart from blocks.AttnBlock: four ``NIN`` [in, out] weights here, one 1x1 ``qkv`` conv [3C, C] there.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -136,6 +138,9 @@ class ResBlock(nn.Module):
         down: Halve the resolution inside the block.
         dropout: Dropout before the second conv.
         fir: Resample with the FIR filter instead of nearest / average pooling.
+
+    Kept apart from blocks.ResBlock: the authors' parameter names, 1e-10 not 0 init and ``(x + h) / sqrt(2)``
+    (blocks.py multiplies by 1/sqrt(2), which differs in the last bit).
     """
 
     def __init__(

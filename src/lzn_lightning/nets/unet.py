@@ -1,4 +1,4 @@
-"""Latent-conditioned rectified-flow U-Net: the LZN image decoder (docs/design/lzn.md §3.4, NCSN++ RF decoder).
+"""Latent-conditioned rectified-flow U-Net: the LZN image decoder (docs/design/lzn.md §3.4, NCSN++ RF).
 
 The network predicts the rectified-flow velocity ``v(x_t, t)`` (t=0 noise, t=1 data). It is the NCSN++ U-Net
 of the RectifiedFlow repository except for its conditioning input: the first layer of the time-embedding MLP
@@ -23,14 +23,13 @@ from lzn_lightning.nets.blocks import (
     DownPath,
     Level,
     ResBlock,
-    check_image,
     conv3x3,
     group_norm,
-    latent_label_input,
     linear,
     make_upsample,
     timestep_embedding,
 )
+from lzn_lightning.nets.inputs import check_image, latent_label_input
 
 # Why 999: the RF NCSN++ config embeds integer-like "timesteps"; the reference feeds 999 * t (t clamped to
 # [0, 1]) to the sinusoidal embedding, whose frequencies were designed for timesteps in [0, 1000).
