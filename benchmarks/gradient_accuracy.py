@@ -1,8 +1,9 @@
 """Float32 accuracy of the latent ops' values and gradients at training geometry, against float64.
 
-For every case of ``lzn_lightning.latent.accuracy`` (b = n = 256, d in {32, 200}, anchor scale 0.15 / 1 / 10,
-default eps) prints and optionally writes to docs/performance.md the relative L2 error of the output and the worst
-relative error over the gradients w.r.t. every input, for three float32 implementations:
+For every case of ``lzn_lightning.latent.accuracy`` (b = n = 256, d in {32, 200}, anchor scale
+0.15 / 1 / 10, default eps) prints and optionally writes to docs/performance.md the relative L2 error of the
+output and the worst relative error over the gradients w.r.t. every input, for three float32
+implementations:
 
 * ours: the package's O(b·n) ops;
 * separate row term: the same ops with the softmax-mean backward ``P * (G - <g, m>)``, the row term taken from
@@ -32,7 +33,8 @@ DIMS = (32, 200)
 
 
 def separate_row_term_logit_grad(p: Tensor, grad_m: Tensor, k: Tensor) -> Tensor:
-    """``P * (G - <g, m>)`` with m = P k from its own GEMM: exact in real arithmetic, noise on one-hot rows."""
+    """``P * (G - <g, m>)`` with m = P k from its own GEMM: exact in real arithmetic, noise on one-hot
+    rows."""
     g_a = grad_m @ k.T  # [c, n]
     row_dot = (grad_m * (p @ k)).sum(dim=1, keepdim=True)  # [c, 1]
     return p * (g_a - row_dot)
@@ -87,14 +89,16 @@ def main() -> None:
         f"({time.perf_counter() - start:.0f} s). Machine: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}.",
         "",
-        "Relative L2 error against the float64 evaluation of our ops (which equals plain autograd through the "
-        "direct form in float64 to 1e-7, `tests/unit/test_latent_gradients.py`). b = n = 256 (label zones: 10), "
-        "default eps (euler 1e-4, dpm++ 1e-3), anchors of per-dimension scale 0.15 / 1 / 10. *grad* is the worst "
-        "input (named) of a fixed random projection of the output. *separate row term* is the softmax-mean "
-        "backward `P * (G - <g, m>)` with the row term from the mean, as the package computed it before the fix; *direct* is plain autograd "
-        "through the materialising [b, n, d] form in float32. `make test` bounds ours by 5x direct.",
+        "Relative L2 error against the float64 evaluation of our ops (which equals plain autograd through "
+        "the direct form in float64 to 1e-7, `tests/unit/test_latent_gradients.py`). b = n = 256 (label "
+        "zones: 10), default eps (euler 1e-4, dpm++ 1e-3), anchors of per-dimension scale 0.15 / 1 / 10. "
+        "*grad* is the worst input (named) of a fixed random projection of the output. *separate row term* "
+        "is the softmax-mean backward `P * (G - <g, m>)` with the row term from the mean, as the package "
+        "computed it before the fix; *direct* is plain autograd through the materialising [b, n, d] form in "
+        "float32. `make test` bounds ours by 5x direct.",
         "",
-        "| case | value, ours | value, direct | grad, ours | grad, separate row term (before the fix) | grad, direct |",
+        "| case | value, ours | value, direct | grad, ours "
+        "| grad, separate row term (before the fix) | grad, direct |",
         "|---|---:|---:|---:|---:|---:|",
         *rows,
     ])  # fmt: skip

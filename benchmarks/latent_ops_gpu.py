@@ -1,10 +1,10 @@
 """GPU benchmark of one representation-learning latent step at the ImageNet recipe's size.
 
-The case of docs/design/lzn.md §2.3 / §7.3 on one rank of an 8-GPU job: b=1024 local rows, n=8192 gathered
-anchors, d=256; 20 forward Euler steps (view-1 anchors -> latents), then 20 reverse Euler steps through the view-2
-anchors with the log-form alignment loss, forward and backward. Reported against the float32 GEMM roofline measured
-in the same process (the latent ops run in true fp32, TF32 off, by design), and against the materialising
-reference form where it fits in GPU memory.
+The case of docs/design/lzn.md §2.3 / §7.3 on one rank of an 8-GPU job: b=1024 local rows, n=8192
+gathered anchors, d=256; 20 forward Euler steps (view-1 anchors -> latents), then 20 reverse Euler steps
+through the view-2 anchors with the log-form alignment loss, forward and backward. Reported against the
+float32 GEMM roofline measured in the same process (the latent ops run in true fp32, TF32 off, by design),
+and against the materialising reference form where it fits in GPU memory.
 
 Usage (needs a CUDA device; prints a markdown section, optionally writes it into a results file):
 
@@ -130,8 +130,8 @@ def main() -> None:
         "## Latent ops on a GPU: one ImageNet-recipe latent step per rank",
         "",
         f"Command: `python benchmarks/latent_ops_gpu.py --out docs/performance.md` (b={b}, n={n}, d={d}, "
-        f"{s} forward Euler + {s} reverse Euler steps, log-form alignment loss; median of {args.repeats} after a "
-        "warm-up; peak = `torch.cuda.max_memory_allocated` above the inputs).",
+        f"{s} forward Euler + {s} reverse Euler steps, log-form alignment loss; median of {args.repeats} "
+        "after a warm-up; peak = `torch.cuda.max_memory_allocated` above the inputs).",
         "",
         f"Machine: {machine}. All latent maths in true fp32 (TF32 off), as in every run of the package.",
         "",
@@ -144,15 +144,16 @@ def main() -> None:
         f"| {r['fwdbwd_roofline_s'] / r['fwdbwd_s']:.0%} |",
         "",
         f"Roofline: GEMM FLOPs only (4·b·n·d per field evaluation forward, 14·b·n·d forward+backward; "
-        f"{r['fwd_gemm_tflop']:.2f} and {r['fwdbwd_gemm_tflop']:.2f} TFLOP) at the {tflops:.1f} TFLOP/s that a "
-        f"[{b}, {d}] x [{d}, {n}] fp32 matmul reached in the same process.",
+        f"{r['fwd_gemm_tflop']:.2f} and {r['fwdbwd_gemm_tflop']:.2f} TFLOP) at the {tflops:.1f} TFLOP/s "
+        f"that a [{b}, {d}] x [{d}, {n}] fp32 matmul reached in the same process.",
         "",
     ]
     if isinstance(r["ref_latent_fwd_s"], float):
         lines.append(
-            f"Side by side, forward latents only ({s} Euler steps, no grad): ours {r['ours_latent_fwd_s'] * 1e3:.1f} ms "
-            f"/ {r['ours_latent_fwd_gib']:.2f} GiB, materialising [b, n, d] form {r['ref_latent_fwd_s'] * 1e3:.1f} ms / "
-            f"{r['ref_latent_fwd_gib']:.2f} GiB ({r['ref_latent_fwd_s'] / r['ours_latent_fwd_s']:.1f}x faster, "
+            f"Side by side, forward latents only ({s} Euler steps, no grad): ours "
+            f"{r['ours_latent_fwd_s'] * 1e3:.1f} ms / {r['ours_latent_fwd_gib']:.2f} GiB, materialising "
+            f"[b, n, d] form {r['ref_latent_fwd_s'] * 1e3:.1f} ms / {r['ref_latent_fwd_gib']:.2f} GiB "
+            f"({r['ref_latent_fwd_s'] / r['ours_latent_fwd_s']:.1f}x faster, "
             f"{r['ref_latent_fwd_gib'] / max(r['ours_latent_fwd_gib'], 1e-9):.0f}x less memory); relative L2 "
             f"difference of the latents {r['rel_err_vs_ref']:.1e}."
         )

@@ -1,4 +1,5 @@
-"""Float32 accuracy of ``compute_latent`` when two anchors nearly coincide, against float64, ours vs the direct form.
+"""Float32 accuracy of ``compute_latent`` when two anchors nearly coincide, against float64, ours vs the
+direct form.
 
 A field of n = 128 i.i.d. anchors (d = 200) of norm |a| in which anchor 1 lies at ``rel * |a|`` from anchor 0;
 start = anchors, 20 steps, default eps. Latent error: the worse of rows 0 and 1 (L2, against plain autograd
@@ -6,7 +7,8 @@ through the direct [b, n, d] form in float64). Gradient error: relative L2 error
 fixed random read-out ``<z, w>`` with respect to the anchors. Prints a Markdown table.
 
     python benchmarks/near_duplicates.py
-    PYTHONPATH=<checkout of another commit>/src python benchmarks/near_duplicates.py   # the same for that code
+    # the same for the code of another commit:
+    PYTHONPATH=<checkout of another commit>/src python benchmarks/near_duplicates.py
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from lzn_lightning.latent.accuracy import _latent, near_duplicate_anchors
 
 
 def geometry(norm: float, rel: float, n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """(anchors [n, d], noise [n, d], read-out w [n, d]) in float64, anchor 1 at ``rel * |a_0|`` from anchor 0."""
+    """(anchors [n, d], noise [n, d], read-out w [n, d]) in float64, anchor 1 at ``rel * |a_0|`` from
+    anchor 0."""
     g = torch.Generator().manual_seed(seed)
     anchors = near_duplicate_anchors(n, d, norm, g, separations=(rel,))
     noise = torch.randn(n, d, generator=g, dtype=torch.float64)
@@ -36,7 +39,7 @@ def latent_and_grad(impl: str, anchors, noise, readout, solver: str, dtype: torc
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the summary, wrapped by argparse
     p.add_argument("--n", type=int, default=128)
     p.add_argument("--d", type=int, default=200)
     args = p.parse_args()
@@ -55,7 +58,10 @@ def main() -> None:
                     lat = max(float((z[i] - z64[i]).norm()) for i in (0, 1))
                     cells.append((lat, float((g - g64).norm() / g64.norm())))
                 (lo, go), (ld, gd) = cells
-                print(f"| {norm:g} | {rel:g} | {solver} | {lo:.2g} / {ld:.2g} | {go:.2g} / {gd:.2g} |", flush=True)
+                print(
+                    f"| {norm:g} | {rel:g} | {solver} | {lo:.2g} / {ld:.2g} | {go:.2g} / {gd:.2g} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

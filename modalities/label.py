@@ -18,12 +18,15 @@ class LabelModality(Modality):
         num_classes: Number of classes K (checked against the datamodule at fit time).
         lr: Learning rate of the anchor table (reference joint CIFAR10: 1e-4).
         init_std: Standard deviation of the N(0, std^2) anchor initialisation.
-        flow_steps: Euler steps of the label flow (latent of a label for generation; reverse flow to classify).
+        flow_steps: Euler steps of the label flow (latent of a label for generation; reverse flow to
+            classify).
     """
 
     kind: ClassVar[str] = "categorical"
 
-    def __init__(self, num_classes: int = 10, lr: float = 1e-4, init_std: float = 1.0, flow_steps: int = 100) -> None:
+    def __init__(
+        self, num_classes: int = 10, lr: float = 1e-4, init_std: float = 1.0, flow_steps: int = 100
+    ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"LabelModality needs num_classes >= 2, got {num_classes}")
@@ -46,7 +49,9 @@ class LabelModality(Modality):
         if x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise ValueError(f"field {name!r}: LabelModality expects integer class indices, got {x.dtype}")
         if x.dim() != 1:
-            raise ValueError(f"field {name!r}: LabelModality expects a [batch] tensor, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"field {name!r}: LabelModality expects a [batch] tensor, got shape {tuple(x.shape)}"
+            )
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.num_classes):
             raise ValueError(
                 f"field {name!r}: label {int(x.max())} out of range for num_classes={self.num_classes}; "
@@ -58,12 +63,13 @@ class LabelModality(Modality):
         k = getattr(datamodule, "num_classes", None)
         if k is not None and k != self.num_classes:
             raise ValueError(
-                f"model.modalities.{name}.init_args.num_classes={self.num_classes} but the data has {k} classes; "
-                f"set it to {k}"
+                f"model.modalities.{name}.init_args.num_classes={self.num_classes} but the data has {k} "
+                f"classes; set it to {k}"
             )
 
     def latent(self, labels: Tensor, noise: Tensor) -> Tensor:
-        """Latents inside the zones of ``labels``: forward Euler label flow through all K anchors (docs/design/lzn.md §4)."""
+        """Latents inside the zones of ``labels``: forward Euler label flow through all K anchors
+        (docs/design/lzn.md §4)."""
         table = self.anchor_table()
         return compute_latent(table, table[labels], noise, steps=self.flow_steps, solver="euler")
 

@@ -15,8 +15,9 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-# The example plug-in of the README ("add a data type in one file") lives in tests/plugins; putting that folder
-# on sys.path lets YAML refer to it as `vector_modality.VectorModality`, exactly as a user's own module would.
+# The example plug-in of the README ("add a data type in one file") lives in tests/plugins; putting that
+# folder on sys.path lets YAML refer to it as `vector_modality.VectorModality`, exactly as a user's own module
+# would.
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 

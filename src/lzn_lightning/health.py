@@ -37,7 +37,8 @@ def latent_stats(latents: Tensor) -> dict[str, Tensor]:
 
 
 def group_grad_norms(param_groups: list[dict]) -> dict[str, Tensor]:
-    """L2 norm of the current gradients of each named optimiser group (groups without gradients are left out)."""
+    """L2 norm of the current gradients of each named optimiser group (groups without gradients are left
+    out)."""
     norms = {}
     for group in param_groups:
         grads = [p.grad.detach() for p in group["params"] if p.grad is not None]

@@ -12,7 +12,8 @@ import numpy as np
 
 
 def trainer_seed() -> int:
-    """The trainer's seed (``seed_everything``, which Lightning's own samplers use too); 0 when none was set."""
+    """The trainer's seed (``seed_everything``, which Lightning's own samplers use too); 0 when none was
+    set."""
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 

@@ -152,7 +152,8 @@ def write_texts(
 def write_csv(
     path: str | Path, name: str, values: Sequence[Any], columns: Mapping[str, Sequence[Any]]
 ) -> None:
-    """A CSV of one row per item: its index, the other per-item ``columns``, then ``values`` under ``name``."""
+    """A CSV of one row per item: its index, the other per-item ``columns``, then ``values`` under
+    ``name``."""
     with Path(path).open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", *columns, name])

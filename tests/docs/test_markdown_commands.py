@@ -45,7 +45,8 @@ def _blocks() -> list:
 
 @pytest.fixture(scope="module")
 def lzn_bin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """A folder with the ``lzn`` the blocks call, and the fork server behind it (tests/docs/lzn_forkserver.py).
+    """A folder with the ``lzn`` the blocks call, and the fork server behind it
+    (tests/docs/lzn_forkserver.py).
 
     Why a fork server: a new Python process spends ~6 s importing torch and Lightning; the docs call ``lzn`` a
     dozen times. Each call is still a process of its own (a fork of one freshly imported process).

@@ -1,7 +1,7 @@
 """Every relative link of the docs reaches a file, and every ``page.md#anchor`` a heading of that page.
 
-Numbers live in docs/results.md and docs/performance.md, and the README, guide, notes and recipes link to their
-sections by anchor, so a renamed heading must not leave a link pointing nowhere.
+Numbers live in docs/results.md and docs/performance.md, and the README, guide, notes and recipes link to
+their sections by anchor, so a renamed heading must not leave a link pointing nowhere.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def test_relative_links_resolve(doc: Path) -> None:
 
 
 def test_recipe_comments_link_existing_results_sections() -> None:
-    found = {page: sections((ROOT / "docs" / f"{page}.md").read_text()) for page in ("results", "performance")}
+    found = {
+        page: sections((ROOT / "docs" / f"{page}.md").read_text()) for page in ("results", "performance")
+    }
     broken = [
         f"{recipe.name}: {page}.md#{anchor}"
         for recipe in sorted((ROOT / "recipes").glob("*.yaml"))

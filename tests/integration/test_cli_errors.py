@@ -46,8 +46,9 @@ def test_missing_dataset(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     missing = tmp_path / "no_cifar"
     with pytest.raises(SystemExit) as info:
         main(
-            ["fit", "--config", str(ROOT / "recipes" / "cifar10_joint.yaml"), f"--data.init_args.root={missing}",
-             "--trainer.accelerator=cpu", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"]
+            ["fit", "--config", str(ROOT / "recipes" / "cifar10_joint.yaml"),
+             f"--data.init_args.root={missing}", "--trainer.accelerator=cpu", "--trainer.logger=false",
+             f"--trainer.default_root_dir={tmp_path}"]
         )  # fmt: skip
     assert info.value.code == 2
     err = capsys.readouterr().err

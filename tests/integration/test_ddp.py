@@ -1,5 +1,5 @@
-"""DDP on CPU (gloo): the LZN loss of 2 ranks with different inputs has the single-process full-batch gradient,
-and `lzn fit --trainer.devices=2 --trainer.strategy=ddp` runs end to end."""
+"""DDP on CPU (gloo): the LZN loss of 2 ranks with different inputs has the single-process full-batch
+gradient, and `lzn fit --trainer.devices=2 --trainer.strategy=ddp` runs end to end."""
 
 from __future__ import annotations
 
@@ -25,26 +25,33 @@ B = 6  # rows per rank
 def _model() -> LZNLightningModule:
     """A tiny image + label model in float64.
 
-    Why float64: at initialisation the anchors of the tower sit close together and the flow is ill-conditioned;
-    float32 GEMMs of 6 rows and of 12 rows round differently, and the flow amplifies that into gradient
-    differences of order 1 between any two float32 runs, DDP or not. In float64 the comparison isolates the
-    DDP wiring (gather with gradients, row offsets, global class weights).
+    Why float64: at initialisation the anchors of the tower sit close together and the flow is
+    ill-conditioned; float32 GEMMs of 6 rows and of 12 rows round differently, and the flow amplifies that
+    into gradient differences of order 1 between any two float32 runs, DDP or not. In float64 the comparison
+    isolates the DDP wiring (gather with gradients, row offsets, global class weights).
     """
     torch.manual_seed(0)
     return LZNLightningModule(
         modalities={
-            "image": {"class_path": "ImageModality", "init_args": {
-                "encoder_width": 8, "head_hidden": 16, "decoder": False, "encoder_ch_mult": [1, 2]}},
+            "image": {
+                "class_path": "ImageModality",
+                "init_args": {
+                    "encoder_width": 8,
+                    "head_hidden": 16,
+                    "decoder": False,
+                    "encoder_ch_mult": [1, 2],
+                },
+            },
             "label": {"class_path": "LabelModality", "init_args": {"num_classes": 3}},
-        },  # fmt: skip
+        },
         latent_dim=8,
         fields={"image_view2": "image"},
-        # Why noise_scale 0: the prior noise comes from per-rank generators, so only the noise-free flow can be
-        # compared row for row with a single process.
+        # Why noise_scale 0: the prior noise comes from per-rank generators, so only the noise-free flow can
+        # be compared row for row with a single process.
         flow={"solver": "dpm++", "steps": 4, "noise_scale": 0.0},
         align=[
             {"source": "image", "target": "label", "steps": 6, "form": "prob"},  # global class weights
-            {"source": "image", "target": "image_view2", "steps": 5, "form": "log"},  # offsets into gathered rows
+            {"source": "image", "target": "image_view2", "steps": 5, "form": "log"},  # gathered-row offsets
         ],
         ema_decay=None,
     ).double()

@@ -1,8 +1,8 @@
 """Every recipe parses, documents itself, and trains a few steps on synthetic data through the real `lzn` CLI.
 
-The recipes are globbed, never listed by hand, so a new recipe is tested the moment it exists. The tiny override
-(tests/overrides/tiny.yaml) swaps in synthetic data and shrinks the networks; each recipe keeps its modalities
-and objective.
+The recipes are globbed, never listed by hand, so a new recipe is tested the moment it exists. The tiny
+override (tests/overrides/tiny.yaml) swaps in synthetic data and shrinks the networks; each recipe keeps its
+modalities and objective.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny_recipe import tiny_override
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.cli import main
-from tiny_recipe import tiny_override
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -38,7 +38,7 @@ def test_recipe_header_says_what_it_reproduces(recipe: Path) -> None:
     # What it is expected to give: its one measured metric (tests/docs/test_recipe_metrics.py), "not yet
     # measured" with the command that would measure it, or the paper's number.
     says_expected = "expected" in text or "not yet measured" in text
-    assert "effective batch" in text and says_expected or "paper:" in text
+    assert ("effective batch" in text and says_expected) or "paper:" in text
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)

@@ -10,7 +10,9 @@ D = 16
 
 
 def tower(**kw: object) -> ImageModality:
-    m = ImageModality(channels=1, size=8, encoder_width=8, head_channels=4, head_hidden=16, decoder=False, **kw)
+    m = ImageModality(
+        channels=1, size=8, encoder_width=8, head_channels=4, head_hidden=16, decoder=False, **kw
+    )
     m.build(D)
     return m
 

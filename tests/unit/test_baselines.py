@@ -11,8 +11,8 @@ import torch
 from tiny_lzn import IMAGE, LABEL, tiny_data, tiny_trainer
 
 from lzn_lightning import LZNLightningModule
-from lzn_lightning.objectives import infonce_logits, make_objective, prototype_logits
 from lzn_lightning.config import AlignConfig
+from lzn_lightning.objectives import infonce_logits, make_objective, prototype_logits
 
 
 def test_infonce_matches_brute_force() -> None:
@@ -45,7 +45,10 @@ def test_prototype_ce_matches_brute_force() -> None:
     assert abs(float(make_objective("ce").align(a, table, labels, None).loss) - expected) < 1e-12
 
 
-BAD = [({"form": "simclr"}, "align form must be one of"), ({"form": "infonce", "temperature": 0.0}, "temperature")]
+BAD = [
+    ({"form": "simclr"}, "align form must be one of"),
+    ({"form": "infonce", "temperature": 0.0}, "temperature"),
+]
 
 
 @pytest.mark.parametrize(("kw", "match"), BAD)
@@ -97,7 +100,9 @@ def test_plain_rf_baseline_is_the_same_unet_with_the_latent_ignored() -> None:
     """The generation comparison's baseline (encoder none, latent_conditioning false) has exactly the LZN
     decoder's parameters, and its velocity does not change with the latent."""
     base = {**IMAGE["init_args"], "num_classes": 0}
-    lzn = LZNLightningModule(modalities={"image": {"class_path": "ImageModality", "init_args": base}}, latent_dim=8)
+    lzn = LZNLightningModule(
+        modalities={"image": {"class_path": "ImageModality", "init_args": base}}, latent_dim=8
+    )
     rf = LZNLightningModule(
         modalities={"image": {"class_path": "ImageModality",
                               "init_args": {**base, "encoder": "none", "latent_conditioning": False}}},
@@ -113,6 +118,7 @@ def test_plain_rf_baseline_is_the_same_unet_with_the_latent_ignored() -> None:
         torch.nn.init.normal_(dec.conv_out.weight)  # zero-initialised: make the output depend on the input
         v_zero, v_latent = dec(x, t, torch.zeros(4, 8)), dec(x, t, torch.randn(4, 8, generator=g))
     torch.testing.assert_close(v_zero, v_latent)
-    assert lzn.modality("image").trunk_features(x).shape == (4, lzn.modality("image").encoder.path.out_channels)
+    image = lzn.modality("image")
+    assert image.trunk_features(x).shape == (4, image.encoder.path.out_channels)
     with pytest.raises(RuntimeError, match="encoder='none'"):
         rf.modality("image").trunk_features(x)

@@ -1,4 +1,5 @@
-"""check_fits: a checkpoint's anchor banks are data, not another model's weights; real mismatches are refused."""
+"""check_fits: a checkpoint's anchor banks are data, not another model's weights; real mismatches are
+refused."""
 
 from __future__ import annotations
 

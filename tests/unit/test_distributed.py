@@ -46,8 +46,8 @@ def _worker(rank: int, port: int, anchors: torch.Tensor, noise: torch.Tensor, ou
         assert everyone.shape == anchors.shape
         loss = _loss(local, everyone, noise[rank * b : (rank + 1) * b])
         loss.backward()
-        # The all-gather backward sums every rank's loss gradient onto this rank's slice; DDP then averages the
-        # (shared) encoder gradients over the 2 ranks, hence the / 2.
+        # The all-gather backward sums every rank's loss gradient onto this rank's slice; DDP then averages
+        # the (shared) encoder gradients over the 2 ranks, hence the / 2.
         out[rank] = (local.grad / 2).numpy()
         assert D.all_ranks_true(rank == 0) is False
         assert float(D.global_sum(torch.tensor([1.0]))) == 2.0

@@ -50,7 +50,9 @@ def test_trajectory_no_worse_than_direct_float32(solver: str) -> None:
     eps, end = (1e-4, 1.0) if solver == "euler" else (1e-3, 0.999)
     x0 = eps * torch.randn(128, 64) + (1 - eps) * anchors  # the same float32 start for all three
     ours_fn, direct_fn = (
-        (euler_forward, euler_forward_direct) if solver == "euler" else (dpm_solver_pp_forward, dpm_forward_direct)
+        (euler_forward, euler_forward_direct)
+        if solver == "euler"
+        else (dpm_solver_pp_forward, dpm_forward_direct)
     )
     exact = direct_fn(x0.double(), anchors.double(), eps, end, 20)
     err_ours = ((ours_fn(x0, anchors, eps, end, 20).double() - exact).norm() / exact.norm()).item()

@@ -1,9 +1,10 @@
 """Values and gradients of the latent ops in float32, at training geometry, against float64.
 
 What training runs: b = n = 256, near-one-hot posteriors at the flow's ends (tau down to 1e-4), anchors of
-per-dimension scale 0.15 (the normalised tower), 1 and 10, d in {32, 200}. Each case compares, with respect to
-*every* input, our float32 result with the float64 evaluation of the same function, and bounds the error by a
-few times what plain autograd through the direct materialising [b, n, d] form gets in float32 in the same test.
+per-dimension scale 0.15 (the normalised tower), 1 and 10, d in {32, 200}. Each case compares, with respect
+to *every* input, our float32 result with the float64 evaluation of the same function, and bounds the error
+by a few times what plain autograd through the direct materialising [b, n, d] form gets in float32 in the
+same test.
 
 A float64 gradcheck at eps 0.05-0.1 on tiny inputs cannot see the cancellation these catch: before the fix of
 ``_softmax_mean_logit_grad`` the gradient w.r.t. the field anchors of ``compute_latent`` was off by a relative
@@ -26,9 +27,10 @@ FACTOR = 5.0
 FLOOR = 1e-5
 
 # Why a separate bound for the value of an alignment loss: the GEMM form's logits carry a rounding of
-# ~eps32 * |x||a| (1-tau)/tau^2, which the direct differences avoid; at the steps the loss maxes over (tau ~ 0.05)
-# that is ~1e-2 nats, a ~4e-3 relative error of a loss of a few nats (two-view, d = 200, scale 1). It moves no
-# gradient beyond the bound above, and 1e-2 still catches any real defect in the loss value.
+# ~eps32 * |x||a| (1-tau)/tau^2, which the direct differences avoid; at the steps the loss maxes over
+# (tau ~ 0.05) that is ~1e-2 nats, a ~4e-3 relative error of a loss of a few nats (two-view, d = 200,
+# scale 1). It moves no gradient beyond the bound above, and 1e-2 still catches any real defect in the loss
+# value.
 LOSS_VALUE_TOL = 1e-2
 
 SCALES = [0.15, 1.0, 10.0]

@@ -115,12 +115,16 @@ def test_self_in_field_is_one_field_per_row(solver: str, noise_scale: float) -> 
     own[:4] = bank[:4] + 0.01 * torch.randn(4, 8, generator=g, dtype=torch.float64)  # close zones
     noise = noise_scale * torch.randn(12, 8, generator=g, dtype=torch.float64)
     rows = torch.cat([
-        compute_latent(torch.cat([bank, own[i : i + 1]]), own[i : i + 1], noise[i : i + 1], steps=10, solver=solver)
+        compute_latent(
+            torch.cat([bank, own[i : i + 1]]), own[i : i + 1], noise[i : i + 1], steps=10, solver=solver
+        )
         for i in range(len(own))
     ])  # fmt: skip
     batched = compute_latent(bank, own, noise, steps=10, solver=solver, self_in_field=True)
     assert torch.allclose(batched, rows, rtol=1e-10, atol=1e-10)  # the same maths (float64)
-    batched32 = compute_latent(bank.float(), own.float(), noise.float(), steps=10, solver=solver, self_in_field=True)
+    batched32 = compute_latent(
+        bank.float(), own.float(), noise.float(), steps=10, solver=solver, self_in_field=True
+    )
     assert ((batched32.double() - rows).norm(dim=1) / rows.norm(dim=1)).max() < 1e-3  # float32 rounding only
     # Batch-independent: any split of the rows gives the same latents.
     halves = [compute_latent(bank, own[s], noise[s], steps=10, solver=solver, self_in_field=True)

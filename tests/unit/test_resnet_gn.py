@@ -105,9 +105,7 @@ def test_bad_channels_raise() -> None:
         net.features(torch.zeros(3, 32, 32))
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"out_dim": 0}, {"width": 48}, {"layers": (3, 4, 6)}, {"head_layers": 0}]
-)
+@pytest.mark.parametrize("kwargs", [{"out_dim": 0}, {"width": 48}, {"layers": (3, 4, 6)}, {"head_layers": 0}])
 def test_bad_config_raises(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         GroupNormResNet(**kwargs)

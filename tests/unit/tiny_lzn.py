@@ -1,5 +1,5 @@
-"""A tiny joint LZN model (8x8 grey images, 3 classes) trained for a few CPU steps, shared by the inference and
-callback tests."""
+"""A tiny joint LZN model (8x8 grey images, 3 classes) trained for a few CPU steps, shared by the inference
+and callback tests."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ BANK = 16
 IMAGE: dict[str, Any] = {
     "class_path": "ImageModality",
     "init_args": {
-        "channels": 1, "size": 8, "encoder_width": 8, "decoder_width": 8, "head_channels": 4, "head_hidden": 16,
-        "num_classes": NUM_CLASSES, "sample_steps": 3,
+        "channels": 1, "size": 8, "encoder_width": 8, "decoder_width": 8, "head_channels": 4,
+        "head_hidden": 16, "num_classes": NUM_CLASSES, "sample_steps": 3,
     },
 }  # fmt: skip
 LABEL: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Conditional-sample accuracy: does a separate classifier recognise generated images as the requested class?"""
+"""Conditional-sample accuracy: does a separate classifier recognise generated images as the requested
+class?"""
 
 from __future__ import annotations
 
@@ -91,5 +92,8 @@ class ConditionalSampleAccuracy(EvalCallback):
         metrics = {"cond_acc": float(hits.mean()), "cond_acc_worst_class": float(per_class.min())}
         if judge_acc is not None:
             metrics["cond_acc_classifier"] = judge_acc
-        what = f"{len(labels)} generated images ({self.per_class} per class, EMA weights) judged by a {judge_what}"
+        what = (
+            f"{len(labels)} generated images ({self.per_class} per class, EMA weights) judged by a "
+            f"{judge_what}"
+        )
         return metrics, what

@@ -34,7 +34,8 @@ class _EmbeddingProbe(EvalCallback):
         xt, yt = split_data(trainer, pl_module, self.eval_split)
         if ys is None or yt is None:
             raise ValueError(
-                f"{type(self).__name__} needs labels in the {self.train_split!r} and {self.eval_split!r} splits"
+                f"{type(self).__name__} needs labels in the {self.train_split!r} and "
+                f"{self.eval_split!r} splits"
             )
         return (
             pl_module.embed(xs, progress=False).numpy(), ys.numpy(),
@@ -43,7 +44,8 @@ class _EmbeddingProbe(EvalCallback):
 
 
 class LinearProbe(_EmbeddingProbe):
-    """Logistic regression on frozen ``embed`` features (standardised), trained on one split, scored on another.
+    """Logistic regression on frozen ``embed`` features (standardised), trained on one split, scored on
+    another.
 
     A quick scikit-learn (L-BFGS) probe on clean, un-augmented features; the reference's ImageNet protocol
     (AdamW, 300 epochs, re-augmented features) is far heavier and is not what this reports.
@@ -121,8 +123,8 @@ class KNN(_EmbeddingProbe):
         xs, ys, xt, yt = self.embeddings(trainer, pl_module)
         acc = knn_accuracy(xs, ys, xt, yt, self.k, self.metric)
         what = (
-            f"scikit-learn KNeighborsClassifier(k={min(self.k, len(xs))}, {self.metric}, distance-weighted) on "
-            f"{xs.shape[1]}-d embed() features of {len(xs)} {self.train_split} images, scored on {len(xt)} "
-            f"{self.eval_split} images, EMA weights"
+            f"scikit-learn KNeighborsClassifier(k={min(self.k, len(xs))}, {self.metric}, distance-weighted) "
+            f"on {xs.shape[1]}-d embed() features of {len(xs)} {self.train_split} images, scored on "
+            f"{len(xt)} {self.eval_split} images, EMA weights"
         )
         return {"knn_acc": acc}, what

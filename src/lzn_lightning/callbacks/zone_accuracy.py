@@ -15,15 +15,17 @@ class ZoneAccuracy(EvalCallback):
     """Accuracy of ``model.classify`` on a labelled split: uniform and class-weighted, over a noise sweep.
 
     Logs ``zone_acc/<context>/noise<s>`` (uniform class weights, the plain test accuracy) and
-    ``zone_acc_cw/<context>/noise<s>`` (zones weighted by the split's true class frequencies, the reference's
-    ``test_accuracy_with_class_weights``: mild label leakage, reported for comparison only), and ``zone_acc``: the
-    first context at the first noise scale (by default the API's default, the batch-independent bank context
-    with zero noise). The reference's TunableStdClassAccuracy sweeps noise over {0, 0.2, ..., 1.2}.
+    ``zone_acc_cw/<context>/noise<s>`` (zones weighted by the split's true class frequencies, the
+    reference's ``test_accuracy_with_class_weights``: mild label leakage, reported for comparison only), and
+    ``zone_acc``: the first context at the first noise scale (by default the API's default, the
+    batch-independent bank context with zero noise). The reference's TunableStdClassAccuracy sweeps noise
+    over {0, 0.2, ..., 1.2}.
 
     Args:
         split: Labelled data split to classify.
         num_samples: Images (None: the whole split; else a seeded random subset).
-        contexts: Latent contexts to evaluate (``"bank"`` falls back to ``"batch"`` without a bank; then skipped).
+        contexts: Latent contexts to evaluate (``"bank"`` falls back to ``"batch"`` without a bank; then
+            skipped).
         noise_scales: Prior-noise scales of the image flow.
         class_weighted: Also report the class-weighted accuracy.
         batch_size: Images per batch, i.e. the field size of the ``"batch"`` context (None: the datamodule's
@@ -89,8 +91,9 @@ class ZoneAccuracy(EvalCallback):
         metrics = {"zone_acc": metrics[f"zone_acc/{contexts[0]}/noise{self.noise_scales[0]:g}"], **metrics}
         bank = m.anchor_bank
         what = (
-            f"{len(images)} {self.split} items; contexts {contexts} (bank: {0 if bank is None else len(bank)} "
-            f"training items + the item itself; batch: fields of {batch_size} items"
+            f"{len(images)} {self.split} items; contexts {contexts} "
+            f"(bank: {0 if bank is None else len(bank)} training items + the item itself; "
+            f"batch: fields of {batch_size} items"
             f"{', shuffled with seed ' + str(self.seed) if shuffled else ''}); EMA weights"
         )
         return metrics, what

@@ -1,9 +1,9 @@
 """Numerical guard rails shared by every latent op.
 
 The zone logits carry a 1/tau^2 factor (up to 1e8 at the Euler start), so a TF32 or bf16 GEMM turns rounding
-error into logit errors of tens of nats (docs/design/lzn.md §7.4). Every latent op therefore runs in float32 (or
-float64 when the caller passes float64, e.g. gradcheck) with autocast off and TF32 off, whatever the caller's
-precision settings are.
+error into logit errors of tens of nats (docs/design/lzn.md §7.4). Every latent op therefore runs in float32
+(or float64 when the caller passes float64, e.g. gradcheck) with autocast off and TF32 off, whatever the
+caller's precision settings are.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
 
 @functools.cache
 def _cuda_available() -> bool:
-    """``torch.cuda.is_available()``, asked once: it probes the driver on every call (~0.2 ms without a GPU)."""
+    """``torch.cuda.is_available()``, asked once: it probes the driver on every call (~0.2 ms without a
+    GPU)."""
     return torch.cuda.is_available()
 
 

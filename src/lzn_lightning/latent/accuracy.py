@@ -2,11 +2,11 @@
 
 Shared by ``tests/unit/test_latent_gradients.py`` (bounds) and ``benchmarks/gradient_accuracy.py`` (tables).
 
-Each *case* is a differentiable function of named inputs, written once against an implementation (``"ours"``:
-the O(b·n) ops of this package; ``"direct"``: the materialising [b, n, d] form of ``latent.reference``, run
-through plain autograd). A case is scored by the relative L2 error of its output and of the gradient of a fixed
-random projection of that output with respect to **every** input, in float32, against the float64 evaluation of
-our ops (which the tests tie to the float64 direct form at a smaller size).
+Each *case* is a differentiable function of named inputs, written once against an implementation
+(``"ours"``: the O(b·n) ops of this package; ``"direct"``: the materialising [b, n, d] form of
+``latent.reference``, run through plain autograd). A case is scored by the relative L2 error of its output and
+of the gradient of a fixed random projection of that output with respect to **every** input, in float32,
+against the float64 evaluation of our ops (which the tests tie to the float64 direct form at a smaller size).
 
 Why a random projection: ``<out, w>`` with a dense w gives every output entry a gradient path, as a real loss
 does, and keeps one backward pass per case.
@@ -84,7 +84,8 @@ def compute_latent_case(solver: str, b: int, d: int, scale: float, seed: int = 0
 def trace_back_case(
     b: int, n: int, d: int, scale: float, weighted: bool, steps: int = 20, seed: int = 0
 ) -> Case:
-    """``trace_back`` of Gaussian latents into a field of ``n`` anchors, targets a permutation (or classes)."""
+    """``trace_back`` of Gaussian latents into a field of ``n`` anchors, targets a permutation (or
+    classes)."""
     g = torch.Generator().manual_seed(seed)
     inputs = {
         "latent": torch.randn(b, d, generator=g, dtype=torch.float64),
@@ -151,8 +152,8 @@ def joint_label_case(d: int, scale: float, form: str, b: int = 256, classes: int
     )
 
 
-# Separations of the near-duplicate pairs, relative to the anchors' norm: from two clearly distinct zones down to
-# float32's resolution of a coordinate (1e-7) and an exact duplicate (0).
+# Separations of the near-duplicate pairs, relative to the anchors' norm: from two clearly distinct zones down
+# to float32's resolution of a coordinate (1e-7) and an exact duplicate (0).
 SEPARATIONS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0)
 
 
@@ -177,7 +178,8 @@ def near_duplicate_anchors(
 def near_duplicate_latent_case(
     solver: str, b: int, d: int, norm: float, seed: int = 0, steps: int = 20
 ) -> Case:
-    """``compute_latent`` of a field with near-duplicate pairs (``near_duplicate_anchors``), start = anchors."""
+    """``compute_latent`` of a field with near-duplicate pairs (``near_duplicate_anchors``), start =
+    anchors."""
     g = torch.Generator().manual_seed(seed)
     anchors = near_duplicate_anchors(b, d, norm, g)
     noise = torch.randn(b, d, generator=g, dtype=torch.float64)

@@ -23,7 +23,8 @@ def velocity_direct(x: Tensor, anchors: Tensor, tau: float, log_weights: Tensor 
 def _velocity_and_logits(
     x: Tensor, anchors: Tensor, tau: float, log_weights: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Returns (v [b, d], logits [b, n]) with logits = -|eps_ij|^2/2 + log w_j (unnormalised log posterior)."""
+    """Returns (v [b, d], logits [b, n]) with logits = -|eps_ij|^2/2 + log w_j (unnormalised log
+    posterior)."""
     eps = (x[:, None, :] - (1.0 - tau) * anchors[None, :, :]) / tau  # [b, n, d]
     g = -0.5 * (eps * eps).sum(dim=2)  # [b, n]
     if log_weights is not None:
@@ -77,7 +78,11 @@ def dpm_forward_direct(x: Tensor, anchors: Tensor, tau_start: float, tau_end: fl
 
 
 def trace_back_direct(
-    latent: Tensor, anchors: Tensor, steps: int, log_weights: Tensor | None = None, targets: Tensor | None = None
+    latent: Tensor,
+    anchors: Tensor,
+    steps: int,
+    log_weights: Tensor | None = None,
+    targets: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Reverse Euler 1 -> 0 in the direct form, returning log P(target) before each step."""
     x, logps = latent, []

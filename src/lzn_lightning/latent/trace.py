@@ -21,9 +21,9 @@ def trace_back(
 ) -> tuple[Tensor, Tensor | None]:
     """Integrate the flow backwards from tau=1 to tau=0 with Euler, through the field of ``anchors``.
 
-    Step s evaluates at tau_s = 1 - s/steps (s = 0..steps-1) and updates x <- x - v(x, tau_s)/steps, so the final
-    point lies at tau=0, near one anchor. ``logp[s, i]`` is log P(zone targets[i] | x_s, tau_s), evaluated at the
-    state *before* step s; row 0 (tau=1) carries only the weights.
+    Step s evaluates at tau_s = 1 - s/steps (s = 0..steps-1) and updates x <- x - v(x, tau_s)/steps, so the
+    final point lies at tau=0, near one anchor. ``logp[s, i]`` is log P(zone targets[i] | x_s, tau_s),
+    evaluated at the state *before* step s; row 0 (tau=1) carries only the weights.
 
     Args:
         latent: Latents [b, d] (state at tau=1).

@@ -10,12 +10,13 @@ ANCHOR_NORMS = ("none", "group", "batch")
 
 
 class BatchAnchorNorm(nn.Module):
-    """Standardise each anchor dimension over the batch, then scale: ``a = scale * BN(a)`` (no learnable affine).
+    """Standardise each anchor dimension over the batch, then scale: ``a = scale * BN(a)`` (no learnable
+    affine).
 
     The anchors then cannot drift as a whole away from the origin or grow without bound, the two ways an
-    unconstrained encoder made the minibatch flow ill-conditioned in our digits runs (the anchor norm grew from
-    0.8 to 99 in 400 steps while the gradient norm grew from 10 to 1e6, measured before the encoder-gradient
-    fix; docs/notes/2026-12-01-anchor-drift.md re-measures it). Classes can still
+    unconstrained encoder made the minibatch flow ill-conditioned in our digits runs (the anchor norm grew
+    from 0.8 to 99 in 400 steps while the gradient norm grew from 10 to 1e6, measured before the
+    encoder-gradient fix; docs/notes/2026-12-01-anchor-drift.md re-measures it). Classes can still
     gather into tight clusters, which is what the zones need. In eval mode the running statistics are used, so
     an image's anchor does not depend on its batch-mates.
 

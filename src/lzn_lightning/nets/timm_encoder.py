@@ -1,4 +1,5 @@
-"""timm backbone + projection head: the anchor encoder of the representation recipes (docs/design/lzn.md §3.4).
+"""timm backbone + projection head: the anchor encoder of the representation recipes
+(docs/design/lzn.md §3.4).
 
 The reference (CS2) uses a ResNet-50 with every BatchNorm replaced by GroupNorm(32), the last norm of each
 residual block zero-initialised, global average pooling, and a two-layer head
