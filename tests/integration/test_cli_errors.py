@@ -85,9 +85,6 @@ def test_help_lists_every_subcommand_and_predict_is_gone(capsys: pytest.CaptureF
 def test_fit_writes_checkpoints_atomically_and_refuses_broken_or_foreign_ones(
     capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tests" / "unit"))
     from tiny_lzn import train_tiny
 
     from lzn_lightning.checkpoints import AtomicCheckpointIO

@@ -90,9 +90,6 @@ def test_bad_interval() -> None:
 
 
 def test_benchmark_table_reads_the_logged_shares(tmp_path: Path) -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[2] / "experiments"))
     from adam_mix_table import adam_mix_table
 
     _fit(tmp_path, [AdamStepMix(log_every_n_steps=2)], steps=4)

@@ -7,10 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
-sys.path.insert(0, str(Path(__file__).parents[2] / "experiments"))
-
 from quality import OVERLAYS, Recipe, methods_of, variant_name
 
 RECIPE = Path(__file__).parents[2] / "recipes" / "mnist_joint.yaml"
