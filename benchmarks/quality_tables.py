@@ -107,7 +107,9 @@ def markdown_table(result: dict[str, Any], per_seed_values: bool = False) -> str
         diverged = sum("diverged" in r for r in runs)
         runs = [r for r in runs if "diverged" not in r]
         label = name + (f" ({diverged} of {diverged + len(runs)} runs diverged)" if diverged else "")
-        if diverged + len(runs) < seeds and not name.startswith(
+        if not runs and not diverged:  # a method the JSON lists but no run finished (stopped, or --only)
+            label += " (no finished run)"
+        elif diverged + len(runs) < seeds and not name.startswith(
             "raw pixels"
         ):  # a variant measured on fewer seeds than the table's other rows
             label += f" (seed{'s' if len(runs) > 1 else ''} {', '.join(str(r['seed']) for r in runs)} only)"

@@ -103,10 +103,12 @@ def test_table_names_the_seeds_of_a_variant_run_on_fewer_of_them() -> None:
             ],
             "LZN joint (x=1)": [{"seed": 0, "test_accuracy": 0.7, **run}],
             "LZN joint (x=2)": [{"seed": s, "test_accuracy": 0.6, **run} for s in (0, 1)],
+            "supervised CE, same encoder": [],  # listed, but no run finished
         },
     }
     table = markdown_table(result)
     assert "| method (3 seeds) |" in table
+    assert "| supervised CE, same encoder (no finished run) | – | – |" in table
     assert "| LZN joint (recipe) | 85.00 ± 4.08 |" in table
     assert "| LZN joint (x=1) (seed 0 only) | 70.00 |" in table
     assert "| LZN joint (x=2) (seeds 0, 1 only) | 60.00 ± 0.00 |" in table
