@@ -1,5 +1,5 @@
-"""Rectified-flow (RF) training loss, sampler and inversion for the image decoder (docs/design/lzn.md
-§3.5, §4).
+"""Rectified-flow (RF) training loss, sampler and inversion for the image decoder
+(docs/design/lzn.md §3.5, §4).
 
 RF time convention (opposite to the latent flow's tau): t=0 is Gaussian noise x0, t=1 is data x1, and the
 straight path is ``x_t = t * x1 + (1 - t) * x0`` with constant velocity ``x1 - x0``. The network is called as
