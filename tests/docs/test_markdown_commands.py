@@ -83,6 +83,9 @@ def _workdir(workdirs: dict[Path, Path], doc: Path, tmp_path_factory: pytest.Tem
     return workdirs[doc]
 
 
+# Slow as a whole: a document's blocks build on each other's files, so they cannot be split between the fast
+# and the slow suite, and the README's and guide's commands take ~2 and ~4 minutes on a 2-core machine.
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(("doc", "block"), _blocks())
 def test_docs_block_runs(

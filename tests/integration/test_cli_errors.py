@@ -82,6 +82,7 @@ def test_help_lists_every_subcommand_and_predict_is_gone(capsys: pytest.CaptureF
     assert "invalid choice: 'predict'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~15 s: several fits through the CLI
 def test_fit_writes_checkpoints_atomically_and_refuses_broken_or_foreign_ones(
     capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:

@@ -107,6 +107,7 @@ def test_two_ranks_give_the_single_process_full_batch_gradient() -> None:
 
 
 @pytest.mark.ddp
+@pytest.mark.slow  # ~25 s: two processes that each import torch and Lightning, then fit
 @pytest.mark.timeout(300)
 def test_quick_start_recipe_runs_unchanged_on_two_processes(tmp_path: Path) -> None:
     """The README's quick start with --trainer.devices=2: only the step budget is shortened.

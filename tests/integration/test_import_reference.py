@@ -84,7 +84,10 @@ def _assert_inference_uses_their_ema(model: torch.nn.Module, weights: dict) -> N
         _assert_same(module, weights[part][0])
 
 
-@pytest.mark.parametrize("recipe", ["cifar10_joint", "afhq_cat_gen", "imagenet_repr"])
+# The ResNet-50 of imagenet_repr takes ~6 s a case to build and compare: `make test-slow`.
+@pytest.mark.parametrize(
+    "recipe", ["cifar10_joint", "afhq_cat_gen", pytest.param("imagenet_repr", marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("wrapped", [True, False], ids=["wrapped", "plain"])
 def test_import_holds_raw_and_ema_weights(recipe: str, wrapped: bool, tmp_path: Path, capsys) -> None:
     path = ROOT / "recipes" / f"{recipe}.yaml"
@@ -111,6 +114,7 @@ def test_import_holds_raw_and_ema_weights(recipe: str, wrapped: bool, tmp_path: 
     encoder.load_state_dict(saved)
 
 
+@pytest.mark.slow  # ~25 s: samples, classifies, embeds and tests a CIFAR-10-size paper network on CPU
 def test_the_imported_model_samples_classifies_embeds_and_tests(tmp_path: Path, capsys) -> None:
     recipe = ROOT / "recipes" / "cifar10_joint.yaml"
     ckpt, _ = authors_checkpoint(recipe, tmp_path)

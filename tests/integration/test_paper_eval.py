@@ -77,7 +77,11 @@ def _expected_metrics(recipe: str) -> set[str]:
     return names | ({"zone_acc"} if recipe == "cifar10_joint" else set())
 
 
-@pytest.mark.parametrize("recipe", RECIPES)
+# One paper recipe in the fast suite (the cheapest, ~7 s), all five in `make test-slow` (~20 s each).
+TABLE_CASES = [r if r == "celebahq_gen" else pytest.param(r, marks=pytest.mark.slow) for r in RECIPES]
+
+
+@pytest.mark.parametrize("recipe", TABLE_CASES)
 def test_lzn_test_prints_and_writes_the_papers_table(recipe: str, tmp_path: Path, capfd) -> None:
     ckpt = _imported(recipe, tmp_path, capfd)
     path = ROOT / "recipes" / f"{recipe}.yaml"

@@ -107,6 +107,9 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[tuple[Any, pl.Tr
     return _fit(tmp_path_factory.mktemp("straight"), [log], enable_checkpointing=False), log
 
 
+# The synthetic resume grid is slow (each case trains twice, ~30 s): `make test-slow`. The fast suite keeps
+# the SIGKILL case and the quick-start recipe resumed mid-epoch on its real data and networks.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("save", "saved", "crash_at"),
     [
@@ -143,6 +146,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
             assert fingerprint == reference_log.seen[step], f"step {step} read other data or drew other noise"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first", [5, 7])  # the first run ends with epoch 0, or 2 batches into epoch 1
 def test_a_finished_run_extended_to_more_steps_equals_the_longer_run(
     straight: tuple[tuple[Any, pl.Trainer], BatchLog], tmp_path: Path, first: int
@@ -177,6 +181,7 @@ def _imagenet_folder(
     return root
 
 
+@pytest.mark.slow
 def test_two_view_imagenet_run_with_photometric_on_device_resumes_exactly(tmp_path: Path) -> None:
     """ImageNet's two views with the colour jitter, grayscale and blur drawn in the workers and applied on the
     device: the resumed run reads and draws exactly what the straight one does. (Views finished in the
@@ -261,7 +266,11 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 # ------------------------------------------------------------------------------------------ recipe families
 # One recipe per family, each with what only it has: the anchor bank and evaluation callbacks (joint), the RF
 # decoder alone with its sample callbacks (generation), two augmented views (representation), text (captions).
-FAMILIES = ["digits_joint", "digits_gen", "digits_repr", "digits_caption"]
+# The quick start's recipe in the fast suite, the other families in `make test-slow`.
+FAMILIES = [
+    "digits_joint",
+    *(pytest.param(f, marks=pytest.mark.slow) for f in ("digits_gen", "digits_repr", "digits_caption")),
+]
 FAMILY_STEPS = 6  # the tiny overlay's data is 4 batches an epoch: the resumed part crosses an epoch boundary
 PROBE = "run_probes"  # tests/plugins/run_probes.py, on sys.path (tests/conftest.py)
 

@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # builds the wheel and installs it in a new virtual environment
 @pytest.mark.timeout(300)
 def test_wheel_has_modalities_and_lzn_runs_elsewhere(tmp_path: Path) -> None:
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]

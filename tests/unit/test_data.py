@@ -111,7 +111,10 @@ def test_mnist5k_batches(pad_to_32: bool, two_views: bool) -> None:
 
 @pytest.mark.parametrize(
     ("dm_cls", "n", "sizes"),
-    [(DigitsDataModule, 1797, (1258, 180, 359)), (MNIST5kDataModule, 5000, (3500, 500, 1000))],
+    [
+        (DigitsDataModule, 1797, (1258, 180, 359)),
+        pytest.param(MNIST5kDataModule, 5000, (3500, 500, 1000), marks=pytest.mark.slow),  # ~7 s
+    ],
 )
 def test_splits_add_up_disjoint_stratified(dm_cls: type[LZNDataModule], n: int, sizes: tuple) -> None:
     dm = dm_cls()
@@ -239,6 +242,7 @@ def test_per_device_batch_and_loader_flags() -> None:
     assert [len(b["image"]) for b in SyntheticDataModule(num_test_samples=30).test_dataloader()] == [16, 14]
 
 
+@pytest.mark.slow  # ~5 s: reads all of MNIST-5k
 def test_eval_batches_are_random_samples_of_a_class_ordered_split() -> None:
     """MNIST-5k's splits are stored class by class: in stored order, every eval batch would hold 1-2 classes
     (the field of val/zone_acc). Served shuffled, each of the 1,000 test images once, the same every time;

@@ -45,19 +45,24 @@ def _check(case: acc.Case) -> None:
     assert not too_far, f"{case.name}: {too_far}"
 
 
-# d = 200 costs ~6 s a case (the direct form's [256, 256, 200] blocks): the largest norm there, every norm at
-# d = 32.
+# d = 200 costs ~6 s a case (the direct form's [256, 256, 200] blocks): the largest norm there (in `make
+# test-slow`), every norm at d = 32.
 GEOMETRIES = [(32, 1.0), (32, 10.0), (32, 100.0), (200, 100.0)]
 
 
-@pytest.mark.parametrize(("d", "norm"), GEOMETRIES)
+def _params(*cases: tuple) -> list:
+    """The cases (..., d, norm) as pytest params, those at d = 200 marked slow."""
+    return [pytest.param(*c, marks=pytest.mark.slow) if c[-2] == 200 else c for c in cases]
+
+
+@pytest.mark.parametrize(("d", "norm"), _params(*GEOMETRIES))
 @pytest.mark.parametrize("solver", ["euler", "dpm++"])
 def test_compute_latent_near_duplicates_float32(solver: str, d: int, norm: float) -> None:
     _check(acc.near_duplicate_latent_case(solver, b=256, d=d, norm=norm))
 
 
 # The weighted trace at d = 200 stands for the unweighted one there (one more ~6 s case would add nothing).
-TRACES = [(w, d, norm) for w in (False, True) for d, norm in GEOMETRIES if w or d == 32]
+TRACES = _params(*((w, d, norm) for w in (False, True) for d, norm in GEOMETRIES if w or d == 32))
 
 
 @pytest.mark.parametrize(("weighted", "d", "norm"), TRACES)
@@ -78,7 +83,7 @@ def test_exact_duplicates_get_exactly_equal_weight(tau: float) -> None:
         assert torch.allclose(to_3[:4].exp(), torch.full((4,), 0.5), atol=1e-4)
 
 
-@pytest.mark.parametrize(("d", "norm"), GEOMETRIES)
+@pytest.mark.parametrize(("d", "norm"), _params(*GEOMETRIES))
 @pytest.mark.parametrize("solver", ["euler", "dpm++"])
 def test_bank_context_near_duplicates_float32(solver: str, d: int, norm: float) -> None:
     """The bank context (``self_in_field``) with each query at ``SEPARATIONS`` from a bank item, 0 being the

@@ -399,6 +399,7 @@ def test_the_cli_reads_the_model_by_class_only_when_a_config_names_one(tmp_path:
 
 
 @pytest.mark.ddp
+@pytest.mark.slow  # two processes that each import torch and Lightning
 @pytest.mark.timeout(300)
 def test_cached_recipe_on_two_processes_shards_the_encoding_and_joins_it_in_order(
     lzn_ckpt: Path, folder: Path, tmp_path: Path
