@@ -25,7 +25,7 @@ TRAIN, VAL, EPOCHS = 1_281_167, 50_000, 300  # ImageNet-1k split sizes; the pape
 def forward_ms_per_image(images: int, batch: int, device: str) -> tuple[float, float]:
     """Best-of-2 milliseconds per image of the ResNet-50's pre-head forward at 224 px: (wall, CPU time of this
     process). On a shared machine the CPU time is the one to trust (wall includes waiting for a core)."""
-    modality = ImageModality(channels=3, size=224, encoder="resnet50_gn", decoder=False)
+    modality = ImageModality(channels=3, size=224, encoder="resnet50_gn", decoder=None)
     modality.build(256)
     modality.eval().to(device)
     x = torch.rand(batch, 3, 224, 224, device=device) * 2 - 1

@@ -6,68 +6,57 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from lzn_lightning.modalities.image_legacy import from_flat
 from torch import Tensor
 
 from lzn_lightning.modality import Modality
-from lzn_lightning.nets import AnchorTower, LatentUNet, TimmAnchorEncoder, rf_invert, rf_loss, rf_sample
+from lzn_lightning.nets import rf_invert, rf_loss, rf_sample
 from lzn_lightning.nets.anchor_norm import anchor_norm as anchor_norm_module
-from lzn_lightning.nets.ncsnpp import NCSNppDecoder, NCSNppEncoder
-from lzn_lightning.nets.resnet_gn import GroupNormResNet
+from lzn_lightning.nets.factory import (
+    check_image_decoder,
+    check_image_encoder,
+    create_image_decoder,
+    create_image_encoder,
+    network_name_and_args,
+)
 from lzn_lightning.user_files import load_images, write_images
 
 
 class ImageModality(Modality):
     """Images in [-1, 1], layout [B, C, H, W].
 
-    The encoder maps an image to its anchor: ``encoder="ncsnpp"`` is the paper's NCSN++ encoder (case studies
-    1 and 3: a latent head on every feature map, summed), ``"resnet50_gn"`` the paper's GroupNorm ResNet-50
-    with its 2-layer projection head (case study 2), ``"tower"`` a smaller multi-scale tower of the same kind
-    for the digits recipes; any other name is a timm backbone plus a 2-layer projection head. The optional
-    decoder is a rectified-flow U-Net whose time embedding also takes the LZN latent (and a one-hot label when
-    ``num_classes > 0``), trained with the RF velocity loss: ``decoder_arch="ncsnpp"`` is the paper's,
-    ``"unet"`` the smaller one of the digits recipes. The paper's networks load the authors' released
-    checkpoints (``lzn import-reference``).
+    The encoder maps an image to its anchor and the optional decoder is a rectified-flow U-Net whose time
+    embedding also takes the LZN latent (and a one-hot label when ``num_classes > 0``), trained with the RF
+    velocity loss. Each is a network name, or ``{name: ..., <the network's own arguments>}`` with the
+    network's own defaults for the rest (docs/design/networks.md):
+
+    * encoders: ``ncsnpp`` (the paper's NCSN++ encoder, case studies 1 and 3: a latent head on every
+      feature map, summed), ``resnet50_gn`` (the paper's GroupNorm ResNet-50 with its 2-layer projection
+      head, case study 2), ``tower`` (a smaller multi-scale tower of the same kind, the digits recipes), or
+      any timm model name (the backbone plus a 2-layer GroupNorm projection head: ``head_hidden``,
+      ``small_input``, ...);
+    * decoders: ``ncsnpp`` (the paper's) or ``unet`` (the smaller one of the digits recipes).
+
+    The paper's networks load the authors' released checkpoints (``lzn import-reference``).
 
     Args:
         channels: Image channels.
         size: Image height and width.
-        encoder: ``"ncsnpp"``, ``"resnet50_gn"``, ``"tower"``, ``"none"`` (no encoder: plain RF baseline) or a
-            timm model name.
-        encoder_width: Base channels of the tower / NCSN++ encoder.
-        encoder_ch_mult: Channel multipliers per resolution of the tower / NCSN++ encoder.
-        encoder_blocks: Residual blocks per resolution of the tower / NCSN++ encoder.
-        head_channels: 1x1-conv channels of each tower / NCSN++ head.
-        head_hidden: Hidden width of each tower / NCSN++ head, or of the timm projection head.
-        head_min_resolution: Smallest feature-map resolution of the tower / NCSN++ encoder that gets a head.
-        head_max_resolution: Largest feature-map resolution that gets a head (None: all). The 256-px paper
-            encoders keep heads only at 64..4 px.
-        anchor_norm: How the tower's anchors end: ``"none"`` (the reference tower), ``"group"`` (a
+        encoder: The anchor encoder: a name (``"tower"``) or ``{name: tower, width: 32, ...}``; null for none
+            (a plain RF baseline).
+        decoder: The RF decoder: a name (``"unet"``) or ``{name: ncsnpp, fir: true, ...}``; null for none.
+        anchor_norm: How the anchors end, after any encoder: ``"none"`` (the reference tower), ``"group"`` (a
             GroupNorm, 32 groups of at least 8 dimensions, learnable scale, zero bias, as the reference's
             ResNet projection head ends; ``true`` is an alias) or ``"batch"`` (each dimension standardised
             over the batch, then multiplied by ``anchor_scale``; running statistics at evaluation).
             ``"batch"`` keeps the anchors from drifting away from the origin or growing, which made short CPU
-            runs diverge (docs/notes/2026-12-01-anchor-drift.md).
-            timm encoders always end with the GroupNorm.
+            runs diverge (docs/notes/2026-12-01-anchor-drift.md). The timm and ResNet-50 encoders already end
+            with a GroupNorm.
         anchor_scale: Per-dimension standard deviation of the anchors with ``anchor_norm="batch"``. Why 0.15:
             the spread an unconstrained tower starts with (anchor norm ~0.8 at d=32); at 1.0 (the latent's
             scale) the gradient norm was ~1e3 from the first step and the digits run barely learned.
-        small_input: For timm ResNets: 3x3 stride-1 stem without max-pool (images of 32 px or less).
-        encoder_dropout: Dropout in the tower.
         encoder_lr: Learning rate of the encoder.
-        decoder: Whether to build the RF decoder.
-        decoder_arch: ``"ncsnpp"`` (the paper's) or ``"unet"``.
-        decoder_width: Base channels of the U-Net.
-        decoder_ch_mult: Channel multipliers per resolution of the U-Net.
-        decoder_blocks: Residual blocks per resolution of the U-Net.
-        attn_resolutions: Resolutions with self-attention in the U-Net.
-        decoder_dropout: Dropout in the U-Net.
         decoder_lr: Learning rate of the decoder.
-        fir: NCSN++ only: resample with the [1,3,3,1] FIR filter (the paper's 256 px networks).
-        progressive: NCSN++ only: the input image joins every down level, and the decoder sums per-level image
-            predictions (the paper's 256 px networks).
-        time_embedding: NCSN++ decoder only: ``"positional"`` (sinusoidal of 999 t, CIFAR) or ``"fourier"``
-            (Gaussian Fourier features of log(999 t), 256 px).
-        scale_by_sigma: NCSN++ decoder only: divide its output by 999 t, as the paper's 256 px decoders do.
         latent_conditioning: Condition the decoder on the LZN latent (False = plain RF baseline).
         num_classes: If > 0, the decoder is also conditioned on the one-hot label of ``label_field``.
         label_field: Batch field holding the labels the decoder is conditioned on.
@@ -81,31 +70,12 @@ class ImageModality(Modality):
         self,
         channels: int = 1,
         size: int = 8,
-        encoder: str = "tower",
-        encoder_width: int = 32,
-        encoder_ch_mult: tuple[int, ...] = (1, 2),
-        encoder_blocks: int = 1,
-        head_channels: int = 20,
-        head_hidden: int = 200,
-        head_min_resolution: int = 1,
-        head_max_resolution: int | None = None,
+        encoder: str | dict[str, Any] | None = "tower",
+        decoder: str | dict[str, Any] | None = "unet",
         anchor_norm: bool | str = False,
         anchor_scale: float = 0.15,
-        small_input: bool = True,
-        encoder_dropout: float = 0.0,
         encoder_lr: float = 1e-3,
-        decoder: bool = True,
-        decoder_arch: str = "unet",
-        decoder_width: int = 32,
-        decoder_ch_mult: tuple[int, ...] = (1, 2),
-        decoder_blocks: int = 1,
-        attn_resolutions: tuple[int, ...] = (),
-        decoder_dropout: float = 0.0,
         decoder_lr: float = 1e-3,
-        fir: bool = False,
-        progressive: bool = False,
-        time_embedding: str = "positional",
-        scale_by_sigma: bool = False,
         latent_conditioning: bool = True,
         num_classes: int = 0,
         label_field: str = "label",
@@ -113,96 +83,55 @@ class ImageModality(Modality):
         sample_method: str = "euler",
     ) -> None:
         super().__init__()
-        if encoder == "none" and not decoder:
-            raise ValueError("ImageModality with encoder='none' and decoder=False has nothing to train")
+        if encoder is None and decoder is None:
+            raise ValueError("ImageModality with neither encoder nor decoder has nothing to train")
         anchor_norm_module(anchor_norm, 8, anchor_scale)  # fail at construction on a bad kind or scale
-        if decoder_arch not in ("unet", "ncsnpp"):
-            raise ValueError(f"decoder_arch must be 'unet' or 'ncsnpp', got {decoder_arch!r}")
         if sample_method not in ("euler", "rk45"):
             raise ValueError(f"sample_method must be 'euler' or 'rk45', got {sample_method!r}")
+        # fail at construction on an unknown network or argument, not at build
+        self.encoder_spec = network_name_and_args(encoder, "encoder") if encoder is not None else None
+        self.decoder_spec = network_name_and_args(decoder, "decoder") if decoder is not None else None
+        if self.encoder_spec is not None:
+            check_image_encoder(self.encoder_spec[0], **self.encoder_spec[1])
+        if self.decoder_spec is not None:
+            check_image_decoder(self.decoder_spec[0], **self.decoder_spec[1])
         self.channels, self.size = channels, size
-        self.encoder_name = encoder
         self.encoder_lr, self.decoder_lr = encoder_lr, decoder_lr
-        self.want_decoder = decoder
         self.latent_conditioning = latent_conditioning
         self.num_classes = num_classes
         self.label_field = label_field
         self.sample_steps, self.sample_method = sample_steps, sample_method
 
+    @classmethod
+    def upgrade_init_args(cls, init_args: dict[str, Any]) -> dict[str, Any]:
+        """The flat arguments of checkpoints written before issue 34 as today's (``image_legacy``)."""
+        return from_flat(init_args)
+
     def build(self, latent_dim: int) -> None:
         """Create the encoder and decoder for a latent of size ``latent_dim``."""
         super().build(latent_dim)
-        a = self.init_args
-        self.encoder: torch.nn.Module | None
-        # what the NCSN++ encoder and the smaller tower share
-        trunk = dict(
-            width=a["encoder_width"],
-            ch_mult=tuple(a["encoder_ch_mult"]),
-            num_res_blocks=a["encoder_blocks"],
-            head_channels=a["head_channels"],
-            head_hidden=a["head_hidden"],
-            dropout=a["encoder_dropout"],
-        )
-        if self.encoder_name == "none":
-            self.encoder = None
-        elif self.encoder_name == "ncsnpp":
-            self.encoder = NCSNppEncoder(
-                self.channels,
-                self.size,
-                latent_dim,
-                attn_resolutions=tuple(a["attn_resolutions"]),
-                fir=a["fir"],
-                progressive=a["progressive"],
-                head_resolutions=self._head_resolutions(len(a["encoder_ch_mult"])),
-                **trunk,
+        self.encoder: torch.nn.Module | None = None
+        self.anchor_norm: torch.nn.Module | None = None
+        if self.encoder_spec is not None:
+            name, args = self.encoder_spec
+            self.encoder = create_image_encoder(
+                name, channels=self.channels, size=self.size, out_dim=latent_dim, **args
             )
-        elif self.encoder_name == "resnet50_gn":
-            self.encoder = GroupNormResNet(out_dim=latent_dim, channels=self.channels)
-        elif self.encoder_name == "tower":
-            self.encoder = AnchorTower(
-                self.channels,
-                self.size,
-                latent_dim,
-                head_min_resolution=a["head_min_resolution"],
-                head_max_resolution=a["head_max_resolution"],
-                **trunk,
+            self.anchor_norm = anchor_norm_module(
+                self.init_args["anchor_norm"], latent_dim, self.init_args["anchor_scale"]
             )
-        else:
-            self.encoder = TimmAnchorEncoder(
-                self.encoder_name,
+        self.decoder: torch.nn.Module | None = None
+        if self.decoder_spec is not None:
+            name, args = self.decoder_spec
+            self.decoder = create_image_decoder(
+                name,
                 channels=self.channels,
-                out_dim=latent_dim,
-                head_hidden=a["head_hidden"],
-                small_input=a["small_input"],
+                size=self.size,
+                latent_dim=latent_dim,
+                num_classes=self.num_classes,
+                latent_conditioning=self.latent_conditioning,
+                **args,
             )
-        self.anchor_norm = (
-            anchor_norm_module(a["anchor_norm"], latent_dim, a["anchor_scale"])
-            if self.encoder_name == "tower"
-            else None
-        )
-        self.decoder = self._build_decoder(latent_dim) if self.want_decoder else None
-
-    def _head_resolutions(self, levels: int) -> list[int]:
-        """The encoder's feature-map resolutions within [head_min_resolution, head_max_resolution]."""
-        lo, hi = self.init_args["head_min_resolution"], self.init_args["head_max_resolution"]
-        every = [self.size // 2**level for level in range(levels)]
-        return [r for r in every if r >= lo and (hi is None or r <= hi)]
-
-    def _build_decoder(self, latent_dim: int) -> torch.nn.Module:
-        a = self.init_args
-        common = dict(
-            num_classes=self.num_classes,
-            width=a["decoder_width"],
-            ch_mult=tuple(a["decoder_ch_mult"]),
-            num_res_blocks=a["decoder_blocks"],
-            attn_resolutions=tuple(a["attn_resolutions"]),
-            dropout=a["decoder_dropout"],
-            latent_conditioning=self.latent_conditioning,
-        )
-        if a["decoder_arch"] == "ncsnpp":
-            paper = {k: a[k] for k in ("fir", "progressive", "time_embedding", "scale_by_sigma")}
-            return NCSNppDecoder(self.channels, self.size, latent_dim, **common, **paper)
-        return LatentUNet(self.channels, self.size, latent_dim, **common)
 
     @property
     def has_encoder(self) -> bool:
@@ -258,20 +187,21 @@ class ImageModality(Modality):
     def encode(self, x: Tensor) -> Tensor:
         """Anchors [B, d]."""
         if self.encoder is None:
-            raise RuntimeError("this ImageModality was built with encoder='none'")
+            raise RuntimeError("this ImageModality was built without an encoder (encoder=None)")
         anchors = self.encoder(x)  # [B, d]
         return self.anchor_norm(anchors) if self.anchor_norm is not None else anchors
 
     def embed(self, x: Tensor) -> Tensor:
-        """The representation: the pre-head feature for timm backbones, the anchor for the tower."""
-        if isinstance(self.encoder, (TimmAnchorEncoder, GroupNormResNet)):
-            return self.encoder.features(x)
+        """The representation the encoder declares (``representation``): the anchor (tower, NCSN++) or the
+        pre-head feature (timm backbones, GroupNorm ResNet-50)."""
+        if self.encoder is not None and self.encoder.representation == "features":
+            return self.trunk_features(x)
         return self.encode(x)
 
     def trunk_features(self, x: Tensor) -> Tensor:
         """The encoder's pre-head feature [B, C] (tower: pooled deepest map; timm: pooled backbone output)."""
         if self.encoder is None:
-            raise RuntimeError("this ImageModality was built with encoder='none'")
+            raise RuntimeError("this ImageModality was built without an encoder (encoder=None)")
         return self.encoder.features(x)
 
     @property
@@ -316,7 +246,7 @@ class ImageModality(Modality):
     ) -> Tensor:
         """Images [B, C, H, W] in [-1, 1] from latents [B, d] (and labels when label-conditioned)."""
         if self.decoder is None:
-            raise RuntimeError("this ImageModality has no decoder (decoder=False)")
+            raise RuntimeError("this ImageModality has no decoder (decoder=None)")
         b = latent.shape[0]
         x0 = torch.randn(b, self.channels, self.size, self.size, generator=generator, device=latent.device)
         out = rf_sample(
@@ -350,7 +280,7 @@ class ImageModality(Modality):
             **kwargs: Ignored (other modalities' options).
         """
         if self.decoder is None:
-            raise RuntimeError("this ImageModality has no decoder (decoder=False)")
+            raise RuntimeError("this ImageModality has no decoder (decoder=None)")
         y = self._labels(None, labels)
         steps, method = steps or self.sample_steps, method or self.sample_method
         # x0 [B, C, H, W]: the noise each image came from

@@ -113,7 +113,13 @@ class Modality(nn.Module):
             raise ValueError(f"cannot import modality class {spec['class_path']!r}: {err}") from err
         if not (isinstance(cls, type) and issubclass(cls, Modality)):
             raise ValueError(f"{spec['class_path']!r} is not a Modality subclass")
-        return cls(**spec.get("init_args", {}))
+        return cls(**cls.upgrade_init_args(dict(spec.get("init_args", {}))))
+
+    @classmethod
+    def upgrade_init_args(cls, init_args: dict[str, Any]) -> dict[str, Any]:
+        """A stored spec's init args in this class's current form (unchanged here). A modality whose arguments
+        changed overrides it, so checkpoints written before the change still load (``from_spec`` calls it)."""
+        return init_args
 
     # ---------------------------------------------------------------------------------------------- build
     def build(self, latent_dim: int) -> None:

@@ -172,7 +172,7 @@ def _tags(spec: dict[str, Any]) -> list[str]:
     images = [
         m for m in spec["modalities"].values() if str(m.get("class_path", "")).endswith("ImageModality")
     ]
-    if any((m.get("init_args") or {}).get("decoder", True) is not False for m in images):
+    if any((m.get("init_args") or {}).get("decoder", "unet") not in (None, False) for m in images):
         tags.append("image-generation")
     if "LabelModality" in classes and spec.get("align"):
         tags.append("image-classification" if "ImageModality" in classes else "text-classification")

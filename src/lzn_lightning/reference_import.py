@@ -4,7 +4,7 @@ The authors' trainers save ``{epoch}-{iteration}.pt`` files holding, per network
 ``decoder``, ``label_anchor``; keys start with ``model.module.`` when the network was wrapped for distributed
 training) and its EMA (``encoder_ema`` ...: ``{"decay", "num_updates", "shadow_params"}``, the shadow
 parameters as a list in ``parameters()`` order, trainable parameters only), plus optimiser state we do not
-need. The paper's networks here (``encoder: ncsnpp | resnet50_gn``, ``decoder_arch: ncsnpp``,
+need. The paper's networks here (``encoder: ncsnpp | resnet50_gn``, ``decoder: ncsnpp``,
 ``LabelModality``) are laid out key for key like theirs, so the import is a prefix strip, a shape check per
 tensor and a positional EMA copy. The written checkpoint holds their raw weights as the training weights and
 their EMA as ours, so ``lzn sample | classify | embed | test`` use the EMA and ``lzn fit --model.init_from``

@@ -36,10 +36,8 @@ def _model() -> LZNLightningModule:
             "image": {
                 "class_path": "ImageModality",
                 "init_args": {
-                    "encoder_width": 8,
-                    "head_hidden": 16,
-                    "decoder": False,
-                    "encoder_ch_mult": [1, 2],
+                    "encoder": {"name": "tower", "width": 8, "head_hidden": 16, "ch_mult": [1, 2]},
+                    "decoder": None,
                 },
             },
             "label": {"class_path": "LabelModality", "init_args": {"num_classes": 3}},

@@ -13,7 +13,10 @@ from lzn_lightning import LZNLightningModule
 
 IMAGE = {
     "class_path": "ImageModality",
-    "init_args": {"encoder_width": 8, "decoder_width": 8, "head_hidden": 16},
+    "init_args": {
+        "encoder": {"name": "tower", "width": 8, "head_hidden": 16},
+        "decoder": {"name": "unet", "width": 8},
+    },
 }
 LABEL = {"class_path": "LabelModality", "init_args": {"num_classes": 3}}
 

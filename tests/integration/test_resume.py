@@ -29,8 +29,9 @@ from lzn_lightning.data import ImageNetDataModule, SyntheticDataModule
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 13  # 5 batches per epoch: the runs cross two epoch boundaries
 IMAGE = {"class_path": "ImageModality", "init_args": {
-    "encoder_width": 8, "encoder_ch_mult": [1, 2], "head_hidden": 16, "decoder_width": 8,
-    "decoder_ch_mult": [1, 2], "num_classes": 3, "sample_steps": 2}}  # fmt: skip
+    "encoder": {"name": "tower", "width": 8, "ch_mult": [1, 2], "head_hidden": 16},
+    "decoder": {"name": "unet", "width": 8, "ch_mult": [1, 2]},
+    "num_classes": 3, "sample_steps": 2}}  # fmt: skip
 
 
 def _model(image: dict[str, Any] = IMAGE) -> LZNLightningModule:

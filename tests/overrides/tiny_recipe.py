@@ -4,6 +4,7 @@ to fit that recipe's modalities. Used by the recipe smoke runs, the resume tests
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -38,6 +39,18 @@ def tiny_callbacks(callbacks: list[dict], folder: Path) -> list[dict] | None:
     return out if changed else None
 
 
+def tiny_network(init_args: dict[str, Any], part: str, tiny: dict[str, dict[str, Any]]) -> Any:
+    """The recipe's image ``encoder`` or ``decoder`` (``part``) with the tiny arguments of its network merged
+    in (``tiny``: tiny.yaml's arguments by network name); unchanged for a network tiny.yaml leaves alone."""
+    default = {"encoder": "tower", "decoder": "unet"}[part]
+    spec = init_args.get(part, default)
+    if spec is None:
+        return None
+    args = {"name": spec} if isinstance(spec, str) else dict(spec)
+    shrink = tiny.get(args["name"])
+    return spec if shrink is None else args | shrink
+
+
 def tiny_override(recipe: Path, folder: Path, keep_logger: bool = False) -> Path:
     """Write the tiny overlay of ``recipe`` to ``folder/tiny_<recipe>.yaml`` and return its path.
 
@@ -57,6 +70,10 @@ def tiny_override(recipe: Path, folder: Path, keep_logger: bool = False) -> Path
     modalities = yaml.safe_load(Path(recipe).read_text())["model"]["modalities"]
     if "image" not in modalities:  # e.g. a text <-> label recipe: no image networks to shrink
         del override["model"]["modalities"]["image"]
+    else:
+        tiny_image = override["model"]["modalities"]["image"]["init_args"]
+        for part in ("encoder", "decoder"):
+            tiny_image[part] = tiny_network(modalities["image"].get("init_args", {}), part, tiny_image[part])
     for key, spec in modalities.items():
         override["model"]["modalities"].setdefault(key, {"class_path": spec["class_path"]})
         if spec["class_path"].endswith("LabelModality") and "num_classes" in spec.get("init_args", {}):

@@ -11,7 +11,11 @@ D = 16
 
 def tower(**kw: object) -> ImageModality:
     m = ImageModality(
-        channels=1, size=8, encoder_width=8, head_channels=4, head_hidden=16, decoder=False, **kw
+        channels=1,
+        size=8,
+        encoder={"name": "tower", "width": 8, "head_channels": 4, "head_hidden": 16},
+        decoder=None,
+        **kw,
     )
     m.build(D)
     return m

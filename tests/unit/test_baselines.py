@@ -59,7 +59,7 @@ def test_bad_baseline_settings_are_clear_errors(kw: dict, match: str) -> None:
 
 def test_ce_baseline_trains_and_classify_uses_the_nearest_label_anchor(tmp_path: Path) -> None:
     pl.seed_everything(0)
-    image = {**IMAGE, "init_args": {**IMAGE["init_args"], "decoder": False}}
+    image = {**IMAGE, "init_args": {**IMAGE["init_args"], "decoder": None}}
     model = LZNLightningModule(
         modalities={"image": image, "label": LABEL}, latent_dim=8, latent_from=None,
         align=[{"source": "image", "target": "label", "form": "ce"}], warmup_steps=2, ema_decay=0.0,
@@ -81,7 +81,7 @@ def test_ce_baseline_trains_and_classify_uses_the_nearest_label_anchor(tmp_path:
 
 def test_infonce_baseline_gives_the_encoder_gradients() -> None:
     torch.manual_seed(0)
-    image = {**IMAGE, "init_args": {**IMAGE["init_args"], "decoder": False}}
+    image = {**IMAGE, "init_args": {**IMAGE["init_args"], "decoder": None}}
     model = LZNLightningModule(
         modalities={"image": image}, fields={"image_view2": "image"}, latent_dim=8, latent_from=None,
         align=[{"source": "image", "target": "image_view2", "form": "infonce", "temperature": 0.5}],
@@ -97,7 +97,7 @@ def test_infonce_baseline_gives_the_encoder_gradients() -> None:
 
 
 def test_plain_rf_baseline_is_the_same_unet_with_the_latent_ignored() -> None:
-    """The generation comparison's baseline (encoder none, latent_conditioning false) has exactly the LZN
+    """The generation comparison's baseline (encoder null, latent_conditioning false) has exactly the LZN
     decoder's parameters, and its velocity does not change with the latent."""
     base = {**IMAGE["init_args"], "num_classes": 0}
     lzn = LZNLightningModule(
@@ -105,7 +105,7 @@ def test_plain_rf_baseline_is_the_same_unet_with_the_latent_ignored() -> None:
     )
     rf = LZNLightningModule(
         modalities={"image": {"class_path": "ImageModality",
-                              "init_args": {**base, "encoder": "none", "latent_conditioning": False}}},
+                              "init_args": {**base, "encoder": None, "latent_conditioning": False}}},
         latent_dim=8, latent_from=None,
     )  # fmt: skip
     shapes = {k: v.shape for k, v in lzn.modality("image").decoder.state_dict().items()}
@@ -120,5 +120,5 @@ def test_plain_rf_baseline_is_the_same_unet_with_the_latent_ignored() -> None:
     torch.testing.assert_close(v_zero, v_latent)
     image = lzn.modality("image")
     assert image.trunk_features(x).shape == (4, image.encoder.path.out_channels)
-    with pytest.raises(RuntimeError, match="encoder='none'"):
+    with pytest.raises(RuntimeError, match="without an encoder"):
         rf.modality("image").trunk_features(x)

@@ -376,7 +376,8 @@ def test_plain_rf_baseline_generates_and_reconstructs() -> None:
     """A model without an encoder (the RF baseline) has no latents; sampling and RF inversion still work."""
     model = LZNLightningModule(
         modalities={"image": {"class_path": "ImageModality",
-                              "init_args": {"encoder": "none", "decoder_width": 8, "sample_steps": 2}}},
+                              "init_args": {"encoder": None, "decoder": {"name": "unet", "width": 8},
+                                            "sample_steps": 2}}},
         latent_dim=8, latent_from=None,
     )  # fmt: skip
     x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1

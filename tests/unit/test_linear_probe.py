@@ -44,8 +44,8 @@ def _save_lzn(model: LZNLightningModule, path: Path) -> Path:
 def _tiny_repr_model(seed: int, **image: Any) -> LZNLightningModule:
     """A representation LZN (two views, no decoder) whose image encoder is a tiny tower on 16x16 RGB."""
     torch.manual_seed(seed)
-    init = {"channels": 3, "size": SIZE, "encoder": "tower", "encoder_width": 8, "encoder_ch_mult": [1, 2],
-            "encoder_blocks": 1, "decoder": False} | image  # fmt: skip
+    init = {"channels": 3, "size": SIZE, "encoder": {"name": "tower", "width": 8, "ch_mult": [1, 2],
+            "num_res_blocks": 1}, "decoder": None} | image  # fmt: skip
     return LZNLightningModule(
         modalities={"image": {"class_path": "ImageModality", "init_args": init}},
         latent_dim=8,
@@ -354,7 +354,13 @@ def test_missing_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_checkpoint_without_an_image_encoder_is_refused(tmp_path: Path) -> None:
-    image = {"channels": 1, "size": 8, "encoder": "none", "decoder_width": 8, "sample_steps": 2}
+    image = {
+        "channels": 1,
+        "size": 8,
+        "encoder": None,
+        "decoder": {"name": "unet", "width": 8},
+        "sample_steps": 2,
+    }
     plain_rf = LZNLightningModule(
         modalities={"image": {"class_path": "ImageModality", "init_args": image}}, latent_from=None
     )

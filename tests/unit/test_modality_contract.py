@@ -34,18 +34,16 @@ def _all_subclasses(cls: type) -> list[type]:
 EXTRA_CONFIGS: dict[str, list[dict[str, Any]]] = {
     "ImageModality": [
         {
-            "encoder_width": 8,
-            "decoder_width": 8,
-            "head_hidden": 16,
+            "encoder": {"name": "tower", "width": 8, "head_hidden": 16},
+            "decoder": {"name": "unet", "width": 8},
             "num_classes": 3,
         },  # label-conditioned decoder
         {
-            "encoder": "resnet18",
-            "head_hidden": 16,
-            "decoder": False,
+            "encoder": {"name": "resnet18", "head_hidden": 16, "small_input": True},
+            "decoder": None,
             "channels": 3,
         },  # timm backbone + GN head
-        {"encoder": "none", "decoder_width": 8, "latent_conditioning": False},  # the plain RF baseline
+        {"encoder": None, "decoder": {"name": "unet", "width": 8}, "latent_conditioning": False},  # plain RF
     ],
     "VectorModality": [{"decoder": True}],
     "TextModality": [{"width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "max_len": 12}],
@@ -229,7 +227,8 @@ def test_image_files_round_trip_through_the_modality(tmp_path: Path) -> None:
     from lzn_lightning.modalities import ImageModality
     from PIL import Image
 
-    m = ImageModality(channels=1, size=8, encoder_width=8, decoder_width=8, head_hidden=16)
+    m = ImageModality(channels=1, size=8, encoder={"name": "tower", "width": 8, "head_hidden": 16},
+                      decoder={"name": "unet", "width": 8})  # fmt: skip
     images = torch.rand(3, 1, 8, 8) * 2 - 1
     assert m.write_outputs(images, tmp_path / "x.npy") == "3 samples [1, 8, 8]"
     read, columns = m.read_inputs(tmp_path / "x.npy")

@@ -104,7 +104,7 @@ def test_supervised_ce_overlay(recipe: str) -> None:
     model = ce.model
     assert model.latent_from is None and model.decode_fields == [] and not model.modality("image").has_decoder
     assert model.align == [_align(source="image", target="label", form="ce")]
-    assert _image_args(model) == {**_image_args(base), "decoder": False}  # the same encoder
+    assert _image_args(model) == {**_image_args(base), "decoder": None}  # the same encoder
     assert (
         model.hparams["modalities"]["label"] == base.hparams["modalities"]["label"]
     )  # the label modality stays
@@ -119,7 +119,7 @@ def test_plain_rf_overlay(recipe: str) -> None:
     ).model
     assert model.latent_from is None and model.align == [] and model.decode_fields == ["image"]
     assert not model.modality("image").has_encoder
-    assert _image_args(model) == {**_image_args(base), "encoder": "none", "latent_conditioning": False}
+    assert _image_args(model) == {**_image_args(base), "encoder": None, "latent_conditioning": False}
 
 
 @pytest.mark.parametrize("recipe", ["digits_repr", "mnist_repr"])

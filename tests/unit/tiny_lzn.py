@@ -19,8 +19,9 @@ BANK = 16
 IMAGE: dict[str, Any] = {
     "class_path": "ImageModality",
     "init_args": {
-        "channels": 1, "size": 8, "encoder_width": 8, "decoder_width": 8, "head_channels": 4,
-        "head_hidden": 16, "num_classes": NUM_CLASSES, "sample_steps": 3,
+        "channels": 1, "size": 8,
+        "encoder": {"name": "tower", "width": 8, "head_channels": 4, "head_hidden": 16},
+        "decoder": {"name": "unet", "width": 8}, "num_classes": NUM_CLASSES, "sample_steps": 3,
     },
 }  # fmt: skip
 LABEL: dict[str, Any] = {
@@ -86,8 +87,8 @@ def train_tiny(root: Path, steps: int = 4) -> tuple[Any, Path]:
 TEXT = {"class_path": "TextModality", "init_args": {
     "max_len": 12, "width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1}}  # fmt: skip
 CAPTIONED_IMAGE = {"class_path": "ImageModality", "init_args": {
-    "encoder_width": 8, "encoder_ch_mult": [1, 2], "head_hidden": 16, "decoder_width": 8,
-    "decoder_ch_mult": [1, 2], "sample_steps": 2}}  # fmt: skip
+    "encoder": {"name": "tower", "width": 8, "ch_mult": [1, 2], "head_hidden": 16},
+    "decoder": {"name": "unet", "width": 8, "ch_mult": [1, 2]}, "sample_steps": 2}}  # fmt: skip
 CAPTION_LABEL = {"class_path": "LabelModality", "init_args": {"num_classes": 3}}
 
 

@@ -15,6 +15,8 @@ only at resolutions 4..64 (``head_min_resolution=4, head_max_resolution=64`` her
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -40,6 +42,8 @@ class _Head(nn.Module):
 class AnchorTower(nn.Module):
     """NCSN++-style downsampling tower with a linear head on every scale; the anchor is the sum of the heads.
 
+    The defaults are the digits recipes' tower (``encoder: tower``).
+
     Args:
         channels: Image channels.
         size: Image height = width; must be divisible by ``2 ** (len(ch_mult) - 1)``.
@@ -59,14 +63,18 @@ class AnchorTower(nn.Module):
             reference) instead of a strided conv.
     """
 
+    representation: ClassVar[str] = "anchor"
+    """``ImageModality.embed`` returns the anchor (the heads see every scale; :meth:`features` is the deepest
+    map only)."""
+
     def __init__(
         self,
         channels: int,
         size: int,
         out_dim: int,
-        width: int = 64,
-        ch_mult: tuple[int, ...] = (1, 2, 2),
-        num_res_blocks: int = 2,
+        width: int = 32,
+        ch_mult: tuple[int, ...] = (1, 2),
+        num_res_blocks: int = 1,
         head_channels: int = 20,
         head_hidden: int = 200,
         head_min_resolution: int = 1,

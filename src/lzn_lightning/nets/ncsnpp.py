@@ -15,6 +15,7 @@ position for position). The two settings of the paper:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +133,8 @@ class NCSNppEncoder(nn.Module):
         head_layers: Linear layers per head (>= 2).
         head_resolutions: Resolutions that get a head (None: all).
     """
+
+    representation: ClassVar[str] = "anchor"  # ImageModality.embed returns the anchor (heads at every scale)
 
     def __init__(
         self,

@@ -15,6 +15,8 @@ Plain torch only (no Lightning import). :meth:`GroupNormResNet.features` returns
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint_sequential
@@ -124,6 +126,8 @@ class GroupNormResNet(nn.Module):
     Raises:
         ValueError: On an invalid configuration.
     """
+
+    representation: ClassVar[str] = "features"  # ImageModality.embed: the pooled trunk (the probe input)
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ timm builds the trunk; ``timm`` is imported lazily so that importing :mod:`lzn_l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -90,6 +90,8 @@ class TimmAnchorEncoder(nn.Module):
         small_input: For a timm ResNet, replace the stem by a 3x3 stride-1 conv and drop the max-pool, so that
             8x8 to 32x32 images keep their resolution into the first stage. Raises for other backbones.
     """
+
+    representation: ClassVar[str] = "features"  # ImageModality.embed: the pooled backbone output
 
     def __init__(
         self,

@@ -39,6 +39,8 @@ _TIME_SCALE = 999.0
 class LatentUNet(nn.Module):
     """Rectified-flow U-Net conditioned on an LZN latent and optionally a class label.
 
+    The defaults are the digits recipes' decoder (``decoder: unet``).
+
     Args:
         channels: Image channels.
         size: Image height = width; must be divisible by ``2 ** (len(ch_mult) - 1)``.
@@ -61,10 +63,10 @@ class LatentUNet(nn.Module):
         size: int,
         latent_dim: int,
         num_classes: int = 0,
-        width: int = 64,
-        ch_mult: tuple[int, ...] = (1, 2, 2),
-        num_res_blocks: int = 2,
-        attn_resolutions: tuple[int, ...] = (16,),
+        width: int = 32,
+        ch_mult: tuple[int, ...] = (1, 2),
+        num_res_blocks: int = 1,
+        attn_resolutions: tuple[int, ...] = (),
         dropout: float = 0.0,
         latent_conditioning: bool = True,
         resblock_updown: bool = False,
