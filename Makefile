@@ -15,10 +15,10 @@ $(BIN)/python:
 install: $(BIN)/python  ## create .venv and install lzn-lightning with dev extras (editable)
 	$(BIN)/pip install -e ".[dev]"
 
-test:  ## fast suite: unit, integration, recipe smoke runs, DDP (CPU only, no network)
+test:  ## fast suite, under 5 min on 2 CPU cores: unit, integration, digits recipe runs (CPU only, no network)
 	$(BIN)/pytest -m "not slow and not gpu" -q
 
-test-slow:  ## the slow tests alone: real recipes, real data (CI runs them after make test)
+test-slow:  ## the slow tests alone: docs commands, real recipes and data, DDP (CI runs them after make test)
 	$(BIN)/pytest -m "slow and not gpu" -q
 
 test-all:  ## everything that runs on CPU, including slow real-data tests

@@ -86,6 +86,7 @@ def _worker(rank: int, port: int, out: dict) -> None:
 
 
 @pytest.mark.ddp
+@pytest.mark.slow  # two spawned processes (~12 s)
 @pytest.mark.timeout(120)
 def test_two_ranks_give_the_single_process_full_batch_gradient() -> None:
     with socket.socket() as s:

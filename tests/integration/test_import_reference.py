@@ -88,7 +88,9 @@ def _assert_inference_uses_their_ema(model: torch.nn.Module, weights: dict) -> N
 @pytest.mark.parametrize(
     "recipe", ["cifar10_joint", "afhq_cat_gen", pytest.param("imagenet_repr", marks=pytest.mark.slow)]
 )
-@pytest.mark.parametrize("wrapped", [True, False], ids=["wrapped", "plain"])
+@pytest.mark.parametrize(
+    "wrapped", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["wrapped", "plain"]
+)
 def test_import_holds_raw_and_ema_weights(recipe: str, wrapped: bool, tmp_path: Path, capsys) -> None:
     path = ROOT / "recipes" / f"{recipe}.yaml"
     ckpt, weights = authors_checkpoint(path, tmp_path, wrapped=wrapped)

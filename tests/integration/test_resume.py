@@ -109,7 +109,7 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[tuple[Any, pl.Tr
 
 
 # The synthetic resume grid is slow (each case trains twice, ~30 s): `make test-slow`. The fast suite keeps
-# the SIGKILL case and the quick-start recipe resumed mid-epoch on its real data and networks.
+# the quick-start recipe resumed mid-epoch on its real data and networks.
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("save", "saved", "crash_at"),
@@ -227,6 +227,7 @@ _KILLED_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fit in a subprocess, killed, then resumed
 @pytest.mark.timeout(180)
 def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(
     straight: tuple[tuple[Any, pl.Trainer], BatchLog], tmp_path: Path

@@ -236,6 +236,7 @@ _PLAIN_TORCH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch
 def test_encoder_runs_without_lzn_lightning(
     run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ import csv
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
 from lzn_lightning import LZNLightningModule
@@ -19,6 +20,7 @@ from lzn_lightning.data import SyntheticDataModule
 K = 3
 
 
+@pytest.mark.slow  # ~15 s of training; the text CLI and modality tests stay in the fast suite
 def test_text_label_model_trains_generates_and_classifies(tmp_path: Path) -> None:
     pl.seed_everything(0)
     text = {"class_path": "TextModality", "init_args": {

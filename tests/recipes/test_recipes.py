@@ -72,12 +72,12 @@ def test_linear_probe_recipes_are_known() -> None:
     }
 
 
-# The smoke runs of the paper-size and Fashion-MNIST recipes take 3-10 s each even on their tiny overlay (the
-# paper's networks, 60,000-image data): `make test-slow`; the digits, MNIST-5k and text ones stay in
+# The smoke runs of the paper-size, Fashion-MNIST and MNIST-5k recipes take 3-10 s each even on their tiny
+# overlay (the paper's networks, real data files): `make test-slow`; the digits and text ones stay in
 # `make test`.
 SLOW_SMOKE = (
-    "imagenet_repr", "cifar10_gen", "lsun_bedroom_gen", "fashion_gen", "fashion_joint", "fashion_repr",
-    "mnist_caption",
+    "imagenet_repr", "cifar10_gen", "cifar10_joint", "afhq_cat_gen", "celebahq_gen", "lsun_bedroom_gen",
+    "fashion_gen", "fashion_joint", "fashion_repr", "mnist_caption", "mnist_gen", "mnist_joint", "mnist_repr",
 )  # fmt: skip
 SMOKE_CASES = [pytest.param(r, marks=pytest.mark.slow) if r.stem in SLOW_SMOKE else r for r in LZN_RECIPES]
 

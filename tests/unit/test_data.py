@@ -96,7 +96,12 @@ def test_digits_values_match_sklearn() -> None:
     assert [int(ds[i]["label"]) for i in range(5)] == raw.target[test_idx[:5]].tolist()
 
 
-@pytest.mark.parametrize(("pad_to_32", "two_views"), [(False, False), (False, True), (True, True)])
+@pytest.mark.parametrize(
+    ("pad_to_32", "two_views"),
+    [
+        pytest.param(*c, marks=pytest.mark.slow) for c in [(False, False), (False, True), (True, True)]
+    ],  # ~5 s each
+)
 def test_mnist5k_batches(pad_to_32: bool, two_views: bool) -> None:
     dm = MNIST5kDataModule(batch_size=16, pad_to_32=pad_to_32, two_views=two_views)
     side = 32 if pad_to_32 else 28

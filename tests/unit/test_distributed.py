@@ -56,6 +56,7 @@ def _worker(rank: int, port: int, anchors: torch.Tensor, noise: torch.Tensor, ou
 
 
 @pytest.mark.ddp
+@pytest.mark.slow  # two spawned processes (~8 s)
 def test_gather_with_grad_matches_single_process_gradient() -> None:
     torch.manual_seed(0)
     anchors, noise = torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 5, dtype=torch.float64)

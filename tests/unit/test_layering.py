@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "lzn_lightning"
 # Where each part of the package lives in the repository (pyproject.toml maps modalities/ into the package).
@@ -182,6 +184,7 @@ def _fresh_python(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch and Lightning (~8 s)
 def test_importing_recipes_leaves_hugging_face_online() -> None:
     """``import lzn_lightning.recipes`` (say in a notebook) leaves Hugging Face access as the user set it."""
     code = "import os, lzn_lightning.recipes; print(os.environ.get('HF_HUB_OFFLINE'))"
@@ -190,6 +193,7 @@ def test_importing_recipes_leaves_hugging_face_online() -> None:
     )
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch and Lightning (~8 s)
 def test_lzn_entry_point_sets_offline_before_anything_reads_it() -> None:
     """``lzn`` (its entry point) defaults to offline, before huggingface_hub reads the setting at its import,
     and records that the user did not ask for it (``USER_HF_OFFLINE``: reference_import and pretrained)."""
