@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import Callback
 from quality_tables import METRICS, markdown_table
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
@@ -130,12 +131,14 @@ def fit(
     steps: int,
     bank: bool,
     log_name: str | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> tuple[Any, float]:
     """Train one model from scratch: the recipe with ``overlays``; returns (model, fit seconds).
 
     ``bank``: store all training images as the anchor bank (the field ``model.classify`` uses by default).
     ``log_name``: keep the training log (losses, per-group gradient norms, anchor and latent statistics) and
-    the run's config as ``root/<log_name>/seed<seed>/``; None logs nothing.
+    the run's config as ``root/<log_name>/seed<seed>/``; None logs nothing. ``callbacks``: more callbacks
+    (e.g. :class:`ScoreAt`).
     """
     more: dict[str, Any] = {}
     if log_name:
@@ -143,7 +146,7 @@ def fit(
         more["trainer.logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": csv}
     run = recipe.run(
         overlays, more, seed=seed, max_steps=steps, root=root, logger=None if log_name else False,
-        callbacks=[AnchorBank(num=10**9)] if bank else [],
+        callbacks=[*([AnchorBank(num=10**9)] if bank else []), *callbacks],
     )  # fmt: skip
     start = time.perf_counter()
     try:
@@ -155,6 +158,44 @@ def fit(
 
 class Diverged(RuntimeError):
     """Training stopped on non-finite losses or gradients (the message names the step)."""
+
+
+class ScoreAt(Callback):
+    """Scores the model being trained at chosen optimizer steps, so one fit gives a curve of the score.
+
+    The learning rate is constant after warm-up and every step seeds its own randomness, so the model at step
+    ``s`` of a longer fit is the model a fit of ``s`` steps ends with: the curve costs one fit. Scoring runs
+    under ``model.inference()`` (EMA weights, eval mode, restored after) with the global RNG forked, so the
+    training that follows is unchanged.
+
+    Args:
+        steps: Global steps (optimizer steps) after which to score.
+        score: The part's scorer, called as ``score(model, name, seed)``.
+        name: The method's name (each point is scored as ``"<name> @ <step>"``).
+        seed: The run's seed.
+        report: Called with ``(step, scores)`` after each point (e.g. to write the JSON at once).
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[int],
+        score: Callable[[Any, str, int], dict[str, Any]],
+        name: str,
+        seed: int,
+        report: Callable[[int, dict[str, Any]], None],
+    ) -> None:
+        self.steps = set(steps)
+        self.score, self.name, self.seed, self.report = score, name, seed, report
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+        step = trainer.global_step
+        if step not in self.steps:
+            return
+        self.steps.discard(step)  # a skipped (non-finite) step leaves global_step as it was: score once
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            scores = self.score(pl_module, f"{self.name} @ {step}", self.seed)
+        self.report(step, {**scores, "eval_seconds": time.perf_counter() - t0})
 
 
 def untrained(recipe: Recipe, seed: int) -> Any:
@@ -361,21 +402,50 @@ def run_methods(
     for seed in seeds:
         for name, overlays in methods.items():
             t0 = time.perf_counter()
+            points: dict[str, Any] = {}  # --score-at: step -> scores, filled during the fit
             try:
                 if overlays is None:
                     model, fit_s = untrained(recipe, seed), 0.0
                 else:
                     log_name = re.sub(r"[^A-Za-z0-9.=_-]+", "_", name) if args.log else None
-                    model, fit_s = fit(recipe, overlays, seed, args.root, steps, bank=bank, log_name=log_name)
+                    curve = score_at(args, steps, score, name, seed, points, result)
+                    model, fit_s = fit(recipe, overlays, seed, args.root, steps, bank, log_name, curve)
             except Diverged as err:
                 run = {"seed": seed, "diverged": str(err), "fit_seconds": time.perf_counter() - t0}
             else:
                 t0 = time.perf_counter()
                 run = {"seed": seed, **score(model, name, seed), "fit_seconds": fit_s}
                 run["eval_seconds"] = time.perf_counter() - t0
+            if points:  # the curve, its last point the fit's own score
+                run["at_steps"] = {**points, str(steps): {k: v for k, v in run.items() if k != "seed"}}
+            result.pop("in_progress", None)
             result["runs"][name].append(run)
             args.out_json.write_text(json.dumps(result, indent=1))
             print(name, run, flush=True)
+
+
+def score_at(
+    args: argparse.Namespace,
+    steps: int,
+    score: Callable[[Any, str, int], dict[str, Any]],
+    name: str,
+    seed: int,
+    points: dict[str, Any],
+    result: dict[str, Any],
+) -> list[ScoreAt]:
+    """The :class:`ScoreAt` callback of ``--score-at`` (none without it): each point goes into ``points`` and,
+    until the run is finished, into ``result["in_progress"]``, written to ``args.out_json`` at once (an
+    interrupted benchmark keeps the points it scored)."""
+    if not args.score_at:
+        return []
+
+    def report(step: int, scores: dict[str, Any]) -> None:
+        points[str(step)] = scores
+        result["in_progress"] = {"method": name, "seed": seed, "at_steps": points}
+        args.out_json.write_text(json.dumps(result, indent=1))
+        print(f"{name} @ step {step}", scores, flush=True)
+
+    return [ScoreAt([s for s in args.score_at if s < steps], score, name, seed, report)]
 
 
 def main() -> None:
@@ -395,12 +465,22 @@ def main() -> None:
     p.add_argument(
         "--only", nargs="+", default=None, help="train only methods whose name contains one of these"
     )
+    p.add_argument(
+        "--score-at", type=int, nargs="+", default=None, metavar="STEP",
+        help="part repr: also score each trained method after these steps of its fit (one fit gives the "
+        "curve; kept per run under at_steps, the final step included)",
+    )  # fmt: skip
     p.add_argument("--root", type=Path, default=Path("runs/quality"))
     p.add_argument("--log", action="store_true", help="keep each fit's metrics.csv under --root")
     p.add_argument("--out-json", type=Path, required=True)
     args, overrides = p.parse_known_args()  # the rest: lzn fit overrides (--model.x=1, --config overlay.yaml)
     recipe = Recipe(args.recipe, overrides)
     steps = args.steps or recipe.max_steps()
+    if args.score_at and (args.part != "repr" or any(not 0 < s <= steps for s in args.score_at)):
+        p.error(
+            f"--score-at {args.score_at}: scores part repr only (the other parts' scores need the whole fit: "
+            f"a bank, sample grids), at steps between 1 and the fit's {steps}"
+        )
     start = time.perf_counter()
     score = SCORES[args.part](recipe, args)
     methods = methods_of(args.part)
