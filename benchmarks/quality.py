@@ -38,8 +38,15 @@ named after them instead of "(recipe)" (baselines get them too, before their ove
 ``--only LZN`` to train the variant alone). ``--log`` keeps each fit's training log (metrics.csv) and config
 (config.yaml) under ``--root``.
 
+``--score-at 600 1200`` (part repr) also scores each trained method at those steps of its fit, so one fit of
+``--steps 2400`` gives the probe against training steps (kept per run under ``at_steps``; quality_tables.py
+prints it as a second table):
+
+    python benchmarks/quality.py --part repr --recipe recipes/fashion_repr.yaml --seeds 1 --steps 2400 \
+        --score-at 600 1200 1800 --out-json docs/quality_repr_fashion_steps.json
+
 Prints a Markdown table (mean +- std over seeds, wall time per run) and writes every run to the JSON after
-each run, so an interrupted benchmark keeps what it measured.
+each run (and each ``--score-at`` point as it is scored), so an interrupted benchmark keeps what it measured.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 
 Each JSON becomes the generated section ``quality_<file stem>``: one row per method, mean ± std over its seeds
 for every metric (per-seed values below the table with ``--per-seed``; the JSON keeps them), and the mean fit
-time per run.
+time per run. A repr JSON scored with ``quality.py --score-at`` also gives the section
+``quality_<file stem>_steps``: the probe against training steps.
 """
 
 from __future__ import annotations
@@ -127,6 +128,33 @@ def markdown_table(result: dict[str, Any], per_seed_values: bool = False) -> str
     return "\n".join(lines)
 
 
+def steps_table(result: dict[str, Any]) -> str | None:
+    """The probe against training steps of a repr result scored with ``quality.py --score-at`` (None if no run
+    was): one row per method and feature set, one column per step, cells "linear probe / 20-NN" (%, mean over
+    the seeds that reached the step)."""
+    curves = {name: [r["at_steps"] for r in runs if "at_steps" in r] for name, runs in result["runs"].items()}
+    curves = {name: c for name, c in curves.items() if c}
+    if not curves:
+        return None
+    steps = sorted({int(s) for runs in curves.values() for run in runs for s in run})
+    seeds = max(len(runs) for runs in curves.values())
+    lines = [
+        f"| method ({seeds} seed{'s' if seeds != 1 else ''}), linear probe / 20-NN (%) | "
+        + " | ".join(f"step {s}" for s in steps) + " |",
+        "|---|" + "---:|" * len(steps),
+    ]  # fmt: skip
+    for name, runs in curves.items():
+        for suffix, features in REPR_FEATURES.items():
+            cells = []
+            for step in steps:
+                points = [run[str(step)] for run in runs if str(step) in run]
+                probe = [p["linear_probe" + suffix] for p in points if "linear_probe" + suffix in p]
+                knn = [p["knn" + suffix] for p in points if "knn" + suffix in p]
+                cells.append(f"{summary(probe)} / {summary(knn)}" if probe and knn else "–")
+            lines.append(f"| {name}, {features} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("jsons", type=Path, nargs="+")
@@ -142,8 +170,14 @@ def main() -> None:
     for path in args.jsons:
         table = markdown_table(json.loads(path.read_text()), per_seed_values=args.per_seed)
         print(f"{path}:\n{table}\n")
+        section = f"quality_{path.stem.removeprefix('quality_')}"
         if args.out:
-            write_section(args.out, f"quality_{path.stem.removeprefix('quality_')}", table)
+            write_section(args.out, section, table)
+        steps = steps_table(json.loads(path.read_text()))
+        if steps:
+            print(f"{path} against training steps:\n{steps}\n")
+            if args.out:
+                write_section(args.out, f"{section}_steps", steps)
 
 
 if __name__ == "__main__":

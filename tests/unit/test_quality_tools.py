@@ -227,3 +227,78 @@ def test_repr_table_has_a_row_per_feature_set_and_the_raw_pixel_baseline() -> No
     assert lines[4] == "| LZN (recipe), pre-head | 60.00 ± 10.00 | 50.00 ± 10.00 | 10 |"
     assert lines[5] == "| random, anchors (seed 0 only) | 60.00 | 50.00 | 10 |"
     assert lines[6] == "| random, pre-head (seed 0 only) | 30.00 | 20.00 | 10 |"
+
+
+DIGITS_REPR = Path(__file__).parents[2] / "recipes" / "digits_repr.yaml"
+
+
+def _weights_score(model, name: str, seed: int) -> dict:
+    """A scorer that sees the weights a repr score sees (EMA, eval mode): their sum and norm, and the mode."""
+    import torch
+
+    with model.inference():
+        weights = torch.cat([p.double().flatten() for p in model.modalities.parameters()])
+        training = model.training
+    return {"sum": float(weights.sum()), "norm": float(weights.norm()), "training": training}
+
+
+def test_score_at_scores_the_fit_at_its_steps_as_the_shorter_fits_end(tmp_path: Path) -> None:
+    import argparse
+    import json
+
+    from quality import new_result, run_methods
+
+    recipe, methods = Recipe(DIGITS_REPR, ["--data.init_args.batch_size=32"]), {"LZN (recipe)": []}
+
+    def benchmark(steps: int, score_at: list[int] | None) -> dict:
+        out = tmp_path / f"{steps}.json"
+        args = argparse.Namespace(score_at=score_at, log=False, root=tmp_path / "runs", out_json=out)
+        result = new_result("repr", DIGITS_REPR, steps, 0.0, _weights_score, methods)
+        run_methods(recipe, methods, range(1), _weights_score, result, args, steps)
+        on_disk = json.loads(out.read_text())
+        assert "in_progress" not in on_disk  # the run finished: its points moved into it
+        (run,) = on_disk["runs"]["LZN (recipe)"]
+        return run
+
+    curve = benchmark(4, [2])
+    assert sorted(curve["at_steps"], key=int) == ["2", "4"]
+    assert curve["at_steps"]["4"]["sum"] == curve["sum"]  # the last point is the fit's own score
+    assert curve["at_steps"]["2"]["training"] is False  # scored in eval mode, EMA weights ...
+    assert curve["at_steps"]["2"]["norm"] != curve["norm"]  # ... of the model at step 2, not the end
+    short = benchmark(2, None)
+    assert "at_steps" not in short
+    # The model at step 2 of a 4-step fit is the model a 2-step fit ends with (constant rate after warm-up,
+    # per-step seeding, scoring under a forked RNG), to the last bit.
+    assert (curve["at_steps"]["2"]["sum"], curve["at_steps"]["2"]["norm"]) == (short["sum"], short["norm"])
+
+
+BAD_SCORE_AT = [["--part", "gen", "--score-at", "2"], ["--part", "repr", "--score-at", "0"]]
+
+
+@pytest.mark.parametrize("argv", BAD_SCORE_AT)
+def test_score_at_refuses_other_parts_and_steps_outside_the_fit(argv, monkeypatch, capsys) -> None:
+    import quality
+
+    cmd = ["quality.py", "--recipe", str(DIGITS_REPR), "--steps", "4", "--out-json", "x.json", *argv]
+    monkeypatch.setattr(sys, "argv", cmd)
+    with pytest.raises(SystemExit):
+        quality.main()
+    assert "--score-at" in capsys.readouterr().err
+
+
+def test_steps_table_has_a_column_per_scored_step() -> None:
+    from quality_tables import steps_table
+
+    def point(anchors: float) -> dict:
+        return {"linear_probe": anchors, "knn": anchors - 0.1, "linear_probe_trunk": anchors - 0.2,
+                "knn_trunk": anchors - 0.3}  # fmt: skip
+
+    curve = {"seed": 0, **point(0.9), "fit_seconds": 1.0, "at_steps": {"600": point(0.8), "1200": point(0.9)}}
+    result = {"part": "repr", "runs": {"LZN (recipe)": [curve], "random": [{"seed": 0, **point(0.5)}]}}
+    assert steps_table(result).splitlines() == [
+        "| method (1 seed), linear probe / 20-NN (%) | step 600 | step 1200 |",
+        "|---|---:|---:|",
+        "| LZN (recipe), anchors | 80.00 / 70.00 | 90.00 / 80.00 |",
+        "| LZN (recipe), pre-head | 60.00 / 50.00 | 70.00 / 60.00 |",
+    ]
+    assert steps_table({"part": "repr", "runs": {"random": [{"seed": 0, **point(0.5)}]}}) is None
