@@ -4,14 +4,17 @@ For a representation recipe, probes (the benchmarks' protocol: logistic regressi
 the clean training split, tested on the test split; and a 20-NN cosine vote) the features of
 
 * raw pixels (flattened; no encoder),
-* the recipe's encoder at its seeded random initialisation (``--seeds``), and a trained checkpoint if given,
+* the recipe's encoder at its seeded random initialisation (``--seeds``), and trained checkpoints if given,
 
 each on two feature sets: the anchors (``model.embed`` for the tower encoder: the sum of heads on flattened
 feature maps at every scale, the input resolution included) and the pre-head feature (the deepest map,
 average-pooled). The probe runs at ``max_iter`` 1000 (the benchmarks') and again at 10x that, so that a number
-that moves with the iteration budget shows.
+that moves with the iteration budget shows. Each feature set also gets the 20-NN vote on features centred on
+their training mean, the ratio of that mean's norm to the features' RMS distance from it (a common offset
+that the cosine vote sees and the standardised probe does not), and the effective rank of their covariance
+(exp of the entropy of its spectrum: dimensional collapse).
 
-    python benchmarks/repr_feature_sets.py --recipe recipes/digits_repr.yaml --seeds 0 1 2 [--ckpt C.ckpt]
+    python benchmarks/repr_feature_sets.py --recipe recipes/digits_repr.yaml --seeds 0 1 2 [--ckpt C.ckpt ...]
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks.base import dataset_tensors
-from lzn_lightning.metrics import knn_accuracy, linear_probe_accuracy
+from lzn_lightning.metrics import features_of, knn_accuracy, linear_probe_accuracy
 from lzn_lightning.recipes import build_run
 
 
@@ -40,6 +43,19 @@ def probes(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndar
         stalled = any(issubclass(w.category, ConvergenceWarning) for w in caught)
         out[f"probe@{iters}"] = f"{100 * acc:.2f}{'*' if stalled else ''}"
     out["20-NN"] = f"{100 * knn_accuracy(*train, *test, k=20):.2f}"
+    # The cosine vote sees a common offset of the features (the alignment loss does not: it is translation
+    # invariant), the linear probe standardises it away; the vote on features centred on the training mean
+    # shows what the offset costs the 20-NN number.
+    mean = train[0].mean(0, keepdims=True)
+    centred = knn_accuracy(train[0] - mean, train[1], test[0] - mean, test[1], k=20)
+    out["20-NN centred"] = f"{100 * centred:.2f}"
+    spread = np.sqrt(((train[0] - mean) ** 2).sum(1).mean())  # RMS distance to the mean
+    out["offset / spread"] = f"{np.linalg.norm(mean) / spread:.2f}"
+    # Dimensional collapse: exp(entropy) of the centred features' covariance spectrum, from 1 (one direction
+    # holds all the variance) to the feature width (isotropic).
+    eig = np.clip(np.linalg.eigvalsh(np.cov(train[0] - mean, rowvar=False)), 0, None)
+    share = eig / eig.sum()
+    out["effective rank"] = f"{np.exp(-(share * np.log(np.where(share > 0, share, 1))).sum()):.1f}"
     return out
 
 
@@ -48,7 +64,8 @@ def feature_rows(model: LZNLightningModule, name: str, train, test) -> list[tupl
     rows = []
     with model.inference():  # EMA weights, eval mode, no gradients
         for features, fn in (("anchors", image.embed), ("pre-head", image.trunk_features)):
-            ftr, fte = (fn(x).float().numpy() for x in (train[0], test[0]))
+            # in batches, as quality.py: 60,000 images in one pass hold gigabytes of activations per layer
+            ftr, fte = (features_of(fn, x) for x in (train[0], test[0]))
             rows.append((f"{name}, {features} ({ftr.shape[1]}-d)", probes((ftr, train[1]), (fte, test[1]))))
     return rows
 
@@ -57,7 +74,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", type=Path, required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--ckpt", type=Path, default=None, help="a trained checkpoint of the recipe")
+    p.add_argument("--ckpt", type=Path, nargs="*", default=[], help="trained checkpoints of the recipe")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     quiet = {"logger": False, "validation": False, "checkpoints": False, "progress_bar": False,
@@ -73,15 +90,15 @@ def main() -> None:
     for seed in args.seeds:
         model = build_run([args.recipe], [], seed=seed, **quiet).model
         rows += feature_rows(model, f"random-init encoder, seed {seed}", train, test)
-    if args.ckpt:
-        rows += feature_rows(
-            LZNLightningModule.load_from_checkpoint(args.ckpt, map_location="cpu"), "trained", train, test
-        )
+    for ckpt in args.ckpt:
+        model = LZNLightningModule.load_from_checkpoint(ckpt, map_location="cpu")
+        rows += feature_rows(model, f"trained ({ckpt})", train, test)
     keys = list(rows[0][1])
     print(
         f"{args.recipe}: {len(train[1])} train -> {len(test[1])} test images (* = L-BFGS did not converge)\n"
     )
-    print("| features | " + " | ".join(f"{k} (%)" for k in keys) + " |")
+    unitless = ("offset / spread", "effective rank")
+    print("| features | " + " | ".join(k if k in unitless else f"{k} (%)" for k in keys) + " |")
     print("|---|" + "---:|" * len(keys))
     for name, values in rows:
         print(f"| {name} | " + " | ".join(values[k] for k in keys) + " |")
