@@ -302,3 +302,39 @@ def test_steps_table_has_a_column_per_scored_step() -> None:
         "| LZN (recipe), pre-head | 60.00 / 50.00 | 70.00 / 60.00 |",
     ]
     assert steps_table({"part": "repr", "runs": {"random": [{"seed": 0, **point(0.5)}]}}) is None
+
+
+def test_plot_steps_draws_each_curve_and_the_untrained_references(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import json
+
+    import plot_steps
+    from PIL import Image
+
+    def point(v: float) -> dict:
+        return {"linear_probe": v, "knn": v - 0.1}
+
+    lzn = {"seed": 0, **point(0.8), "fit_seconds": 9.0, "at_steps": {"600": point(0.7), "1200": point(0.8)}}
+    curve = tmp_path / "curve.json"
+    curve.write_text(json.dumps({"part": "repr", "recipe": "r.yaml", "raw_pixels_linear_probe": 0.85,
+                                 "raw_pixels_knn": 0.86, "runs": {"LZN": [lzn]}}))  # fmt: skip
+    plain = tmp_path / "plain.json"
+    random_init = {"seed": 0, **point(0.75), "fit_seconds": 0.0}
+    plain.write_text(
+        json.dumps({"part": "repr", "runs": {"random": [random_init], "LZN": [{**lzn, "seed": 1}]}})
+    )
+    out = tmp_path / "steps.png"
+    argv = ["plot_steps.py", str(curve), "--also", str(plain), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    plot_steps.main()
+    printed = capsys.readouterr().out
+    assert "linear probe, anchors (%), LZN: 600: 70.00, 1200: 80.00" in printed
+    assert "20-NN, anchors (%), raw pixels: 86.00" in printed
+    assert "linear probe, anchors (%), random: 75.00" in printed  # untrained methods of --also only
+    assert printed.count("linear probe, anchors (%), LZN") == 1
+    assert Image.open(out).size[0] > 100
+    monkeypatch.setattr(sys, "argv", ["plot_steps.py", str(plain), "--out", str(out)])
+    plain.write_text(json.dumps({"part": "repr", "recipe": "r.yaml", "runs": {"random": [random_init]}}))
+    with pytest.raises(SystemExit, match="no run has at_steps"):
+        plot_steps.main()
