@@ -32,11 +32,14 @@ from lzn_lightning.callbacks.base import dataset_tensors
 from lzn_lightning.metrics import features_of, knn_accuracy, linear_probe_accuracy
 from lzn_lightning.recipes import build_run
 
+#: L-BFGS iteration budgets of the linear probe (``--probe-iters``).
+PROBE_ITERS = [1000, 10000]
+
 
 def probes(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> dict[str, str]:
     """Linear probe at 1,000 and 10,000 L-BFGS iterations (a * marks "did not converge") and 20-NN, in %."""
     out = {}
-    for iters in (1000, 10000):
+    for iters in PROBE_ITERS:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             acc = linear_probe_accuracy(*train, *test, max_iter=iters)
@@ -73,9 +76,15 @@ def feature_rows(model: LZNLightningModule, name: str, train, test) -> list[tupl
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", type=Path, required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="*", default=[0])
     p.add_argument("--ckpt", type=Path, nargs="*", default=[], help="trained checkpoints of the recipe")
+    p.add_argument(
+        "--probe-iters", type=int, nargs="+", default=PROBE_ITERS,
+        help="linear-probe L-BFGS budgets (one column each; the benchmarks use 1000)",
+    )  # fmt: skip
+    p.add_argument("--no-pixels", action="store_true", help="skip the raw-pixel row (slow on 784-d pixels)")
     args = p.parse_args()
+    PROBE_ITERS[:] = args.probe_iters
     torch.set_grad_enabled(False)
     quiet = {"logger": False, "validation": False, "checkpoints": False, "progress_bar": False,
              "model_summary": False, "recipe_callbacks": False}  # fmt: skip
@@ -84,9 +93,10 @@ def main() -> None:
     data.setup("test")
     train = [t.numpy() if i else t for i, t in enumerate(dataset_tensors(data.train_dataset))]
     test = [t.numpy() if i else t for i, t in enumerate(dataset_tensors(data.test_dataset))]
-    rows = [
-        ("raw pixels", probes((train[0].flatten(1).numpy(), train[1]), (test[0].flatten(1).numpy(), test[1])))
-    ]
+    rows = []
+    if not args.no_pixels:
+        pixels = [x.flatten(1).numpy() for x in (train[0], test[0])]  # [N, C*H*W]
+        rows.append(("raw pixels", probes((pixels[0], train[1]), (pixels[1], test[1]))))
     for seed in args.seeds:
         model = build_run([args.recipe], [], seed=seed, **quiet).model
         rows += feature_rows(model, f"random-init encoder, seed {seed}", train, test)
