@@ -71,6 +71,7 @@ from torchvision.utils import make_grid, save_image
 from lzn_lightning.callbacks import AnchorBank
 from lzn_lightning.callbacks.base import dataset_tensors
 from lzn_lightning.metrics import (
+    effective_rank,
     features_of,
     frechet_distance,
     knn_accuracy,
@@ -317,7 +318,8 @@ class GenScore:
 
 # -------------------------------------------------------------------------------------- part: repr
 class ReprScore:
-    """Linear-probe and kNN test accuracy of frozen ``embed`` features (clean images, no augmentation)."""
+    """Linear-probe and kNN test accuracy of frozen ``embed`` features (clean images, no augmentation), and
+    the effective rank of the training features (:func:`~lzn_lightning.metrics.effective_rank`)."""
 
     metrics = METRICS["repr"]
 
@@ -345,6 +347,7 @@ class ReprScore:
                 out["linear_probe" + suffix] = linear_probe_accuracy(ftr, ytr, fte, yte)
                 out["knn" + suffix] = knn_accuracy(ftr, ytr, fte, yte, k=20)
                 out["dim" + suffix] = ftr.shape[1]
+                out["effective_rank" + suffix] = effective_rank(ftr)  # dimensional collapse shows here
         return out
 
 

@@ -29,7 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks.base import dataset_tensors
-from lzn_lightning.metrics import features_of, knn_accuracy, linear_probe_accuracy
+from lzn_lightning.metrics import effective_rank, features_of, knn_accuracy, linear_probe_accuracy
 from lzn_lightning.recipes import build_run
 
 #: L-BFGS iteration budgets of the linear probe (``--probe-iters``).
@@ -56,9 +56,7 @@ def probes(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndar
     out["offset / spread"] = f"{np.linalg.norm(mean) / spread:.2f}"
     # Dimensional collapse: exp(entropy) of the centred features' covariance spectrum, from 1 (one direction
     # holds all the variance) to the feature width (isotropic).
-    eig = np.clip(np.linalg.eigvalsh(np.cov(train[0] - mean, rowvar=False)), 0, None)
-    share = eig / eig.sum()
-    out["effective rank"] = f"{np.exp(-(share * np.log(np.where(share > 0, share, 1))).sum()):.1f}"
+    out["effective rank"] = f"{effective_rank(train[0]):.1f}"
     return out
 
 

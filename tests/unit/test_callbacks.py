@@ -67,6 +67,26 @@ def test_linear_probe_on_random_features_is_near_chance() -> None:
     assert abs(acc - 0.25) < 0.06  # chance is 1/4; 1000 test points give a standard error of ~0.014
 
 
+def test_effective_rank_counts_the_directions_that_hold_the_variance() -> None:
+    from lzn_lightning.metrics import effective_rank
+
+    g = np.random.default_rng(0)
+    basis = np.linalg.qr(g.normal(size=(64, 64)))[0]  # a random rotation
+    # k orthogonal directions of equal variance, rotated and offset: exactly k (a float64 brute force of
+    # the same formula below); an isotropic cloud approaches the width.
+    for k in (1, 5, 64):
+        x = g.normal(size=(20000, k)) @ basis[:k] + 100.0
+        eig = np.linalg.eigvalsh(np.cov(x, rowvar=False))
+        share = eig[eig > 1e-12 * eig.max()] / eig.sum()
+        assert effective_rank(x) == pytest.approx(float(np.exp(-(share * np.log(share)).sum())), rel=1e-6)
+        assert effective_rank(x) == pytest.approx(k, rel=0.05)
+    # unequal variances: fewer effective directions than the span
+    assert 1.0 < effective_rank(g.normal(size=(5000, 4)) * [10.0, 1.0, 1.0, 1.0]) < 2.0
+    assert effective_rank(np.ones((10, 3))) == 0.0
+    with pytest.raises(ValueError, match="N >= 2, D"):
+        effective_rank(np.ones(5))
+
+
 def test_in_callback_classifier_learns_and_trains_inside_inference_mode() -> None:
     data = tiny_data(num_samples=96)
     data.setup("fit")

@@ -10,7 +10,8 @@
   :class:`CLIPImageEmbeddings` (CMMD), run over images by :func:`feature_sets_of`;
 * :mod:`~lzn_lightning.metrics.classifier`: the :class:`SmallCNN` judge (:func:`train_classifier`,
   :func:`predict`, :func:`accuracy`), whose features also serve FID on small digits;
-* :mod:`~lzn_lightning.metrics.probes`: :func:`linear_probe_accuracy` and :func:`knn_accuracy` of features;
+* :mod:`~lzn_lightning.metrics.probes`: :func:`linear_probe_accuracy`, :func:`knn_accuracy` and
+  :func:`effective_rank` of features;
 * :func:`label_accuracy` of predicted labels;
 * :mod:`~lzn_lightning.metrics.reconstruction`: :func:`reconstruction_l2` and :func:`mean_reconstruction_l2`
   (the reference's Recon) of ``model.reconstruct``.
@@ -27,7 +28,7 @@ from lzn_lightning.metrics.generation import (
     precision_recall,
     spatial_frechet_distance,
 )
-from lzn_lightning.metrics.probes import knn_accuracy, linear_probe_accuracy
+from lzn_lightning.metrics.probes import effective_rank, knn_accuracy, linear_probe_accuracy
 from lzn_lightning.metrics.reconstruction import mean_reconstruction_l2, reconstruction_l2
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "TrainedClassifier",
     "accuracy",
     "cmmd",
+    "effective_rank",
     "feature_sets_of",
     "features_of",
     "frechet_distance",

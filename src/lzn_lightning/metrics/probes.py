@@ -1,4 +1,4 @@
-"""Linear probe and k-nearest-neighbour accuracy of features, with scikit-learn."""
+"""Linear probe and k-nearest-neighbour accuracy of features, with scikit-learn; their effective rank."""
 
 from __future__ import annotations
 
@@ -45,3 +45,22 @@ def knn_accuracy(
     clf = KNeighborsClassifier(n_neighbors=min(k, len(train_x)), metric=metric, weights="distance")
     clf.fit(np.asarray(train_x), np.asarray(train_y))
     return float(clf.score(np.asarray(test_x), np.asarray(test_y)))
+
+
+def effective_rank(features: Any) -> float:
+    """exp of the entropy of the centred features' covariance spectrum (Roy & Vetterli's effective rank).
+
+    1 when one direction holds all the variance, the feature width when the variance is isotropic: a
+    representation that spreads over few of its dimensions (dimensional collapse) has a low one.
+
+    Args:
+        features: [N, D] features (N >= 2).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"effective_rank needs [N >= 2, D] features, got shape {x.shape}")
+    eig = np.clip(np.linalg.eigvalsh(np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])), 0, None)
+    if eig.sum() == 0:
+        return 0.0  # every feature identical: no direction holds any variance
+    share = eig[eig > 0] / eig.sum()
+    return float(np.exp(-(share * np.log(share)).sum()))
