@@ -166,12 +166,16 @@ def main() -> None:
         action="store_true",
         help="list each seed's values below the table (the JSON keeps them)",
     )
+    p.add_argument(
+        "--steps-only", action="store_true",
+        help="write only the probe-against-steps sections (the last step's table stays in the JSON)",
+    )  # fmt: skip
     args = p.parse_args()
     for path in args.jsons:
         table = markdown_table(json.loads(path.read_text()), per_seed_values=args.per_seed)
         print(f"{path}:\n{table}\n")
         section = f"quality_{path.stem.removeprefix('quality_')}"
-        if args.out:
+        if args.out and not args.steps_only:
             write_section(args.out, section, table)
         steps = steps_table(json.loads(path.read_text()))
         if steps:
