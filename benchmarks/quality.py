@@ -43,7 +43,7 @@ named after them instead of "(recipe)" (baselines get them too, before their ove
 prints it as a second table):
 
     python benchmarks/quality.py --part repr --recipe recipes/fashion_repr.yaml --seeds 1 --steps 2400 \
-        --score-at 600 1200 1800 --out-json docs/quality_repr_fashion_steps.json
+        --score-at 600 1200 1800 --out-json docs/quality_repr_fashion_2400.json
 
 Prints a Markdown table (mean +- std over seeds, wall time per run) and writes every run to the JSON after
 each run (and each ``--score-at`` point as it is scored), so an interrupted benchmark keeps what it measured.
@@ -420,14 +420,16 @@ def run_methods(
                     log_name = re.sub(r"[^A-Za-z0-9.=_-]+", "_", name) if args.log else None
                     curve = score_at(args, steps, score, name, seed, points, result)
                     model, fit_s = fit(recipe, overlays, seed, args.root, steps, bank, log_name, curve)
+                    fit_s -= sum(point["eval_seconds"] for point in points.values())  # training time only
             except Diverged as err:
                 run = {"seed": seed, "diverged": str(err), "fit_seconds": time.perf_counter() - t0}
             else:
                 t0 = time.perf_counter()
                 run = {"seed": seed, **score(model, name, seed), "fit_seconds": fit_s}
                 run["eval_seconds"] = time.perf_counter() - t0
-            if points:  # the curve, its last point the fit's own score
-                run["at_steps"] = {**points, str(steps): {k: v for k, v in run.items() if k != "seed"}}
+            if points:  # the curve, its last point the fit's own score (a diverged run keeps what it reached)
+                last = {k: v for k, v in run.items() if k != "seed"}
+                run["at_steps"] = {**points, **({} if "diverged" in run else {str(steps): last})}
             result.pop("in_progress", None)
             result["runs"][name].append(run)
             args.out_json.write_text(json.dumps(result, indent=1))
