@@ -80,7 +80,7 @@ from lzn_lightning.metrics import (
     predict,
     train_classifier,
 )
-from lzn_lightning.recipes import RecipeRun, build_run, override_args
+from lzn_lightning.recipes import QUIET, RecipeRun, build_run, override_args
 
 OVERLAYS = Path(__file__).parent / "overlays"  # the baselines, as overlays on a recipe
 RECON_IMAGES = 256  # why 256: the recipes' batch, i.e. the field size the zones were trained with
@@ -105,11 +105,9 @@ class Recipe:
 
         ``more``: dotted keys set last (see ``override_args``); ``settings``: ``build_run`` keywords.
         """
-        quiet = {"logger": False, "validation": False, "checkpoints": False, "progress_bar": False,
-                 "model_summary": False, "recipe_callbacks": False}  # fmt: skip
         configs = [a for overlay in overlays for a in ("--config", str(overlay))]
         args = [*self.overrides, *configs, *override_args(more or {})]
-        return build_run([self.path], args, **{**quiet, **settings})
+        return build_run([self.path], args, **{**QUIET, **settings})
 
     def data(self, **init_args: Any) -> Any:
         """The recipe's data module (``init_args`` replace some of its own), set up for fit and test."""

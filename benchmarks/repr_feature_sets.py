@@ -30,7 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks.base import dataset_tensors
 from lzn_lightning.metrics import effective_rank, features_of, knn_accuracy, linear_probe_accuracy
-from lzn_lightning.recipes import build_run
+from lzn_lightning.recipes import QUIET, build_run
 
 #: L-BFGS iteration budgets of the linear probe (``--probe-iters``).
 PROBE_ITERS = [1000, 10000]
@@ -84,9 +84,7 @@ def main() -> None:
     args = p.parse_args()
     PROBE_ITERS[:] = args.probe_iters
     torch.set_grad_enabled(False)
-    quiet = {"logger": False, "validation": False, "checkpoints": False, "progress_bar": False,
-             "model_summary": False, "recipe_callbacks": False}  # fmt: skip
-    data = build_run([args.recipe], ["--data.init_args.two_views=false"], **quiet).datamodule
+    data = build_run([args.recipe], ["--data.init_args.two_views=false"], **QUIET).datamodule
     data.setup("fit")
     data.setup("test")
     train = [t.numpy() if i else t for i, t in enumerate(dataset_tensors(data.train_dataset))]
@@ -96,7 +94,7 @@ def main() -> None:
         pixels = [x.flatten(1).numpy() for x in (train[0], test[0])]  # [N, C*H*W]
         rows.append(("raw pixels", probes((pixels[0], train[1]), (pixels[1], test[1]))))
     for seed in args.seeds:
-        model = build_run([args.recipe], [], seed=seed, **quiet).model
+        model = build_run([args.recipe], [], seed=seed, **QUIET).model
         rows += feature_rows(model, f"random-init encoder, seed {seed}", train, test)
     for ckpt in args.ckpt:
         model = LZNLightningModule.load_from_checkpoint(ckpt, map_location="cpu")

@@ -27,10 +27,7 @@ from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks.base import dataset_tensors
 from lzn_lightning.metrics import knn_accuracy, linear_probe_accuracy
 from lzn_lightning.nets.anchor_tower import AnchorTower
-from lzn_lightning.recipes import build_run
-
-QUIET = {"logger": False, "validation": False, "checkpoints": False, "progress_bar": False,
-         "model_summary": False, "recipe_callbacks": False}  # fmt: skip
+from lzn_lightning.recipes import QUIET, build_run
 
 
 def head_terms(tower: AnchorTower, x: torch.Tensor, batch_size: int = 500) -> list[np.ndarray]:

@@ -27,10 +27,10 @@ import torch
 
 from lzn_lightning import LZNLightningModule
 from lzn_lightning.callbacks.base import dataset_tensors
-from lzn_lightning.recipes import build_run
+from lzn_lightning.recipes import QUIET, build_run
 
-QUIET = {"logger": False, "validation": False, "checkpoints": False, "progress_bar": False,
-         "model_summary": False, "recipe_callbacks": False}  # fmt: skip
+#: The measured quantities, in table order.
+KEYS = ["anchor retrieval", "cosine retrieval", "zone accuracy", "zone accuracy, no noise", "distance ratio"]
 
 
 def two_views(recipe: Path, batches: int, batch: int, seed: int) -> list[dict[str, torch.Tensor]]:
@@ -57,14 +57,7 @@ def measure(
     term (training noise and none) and the median distance ratio, as means over the batches."""
     image = model.modality(model.routing.source_field())
     term = judge.align[0].objective()
-    keys = [
-        "anchor retrieval",
-        "cosine retrieval",
-        "zone accuracy",
-        "zone accuracy, no noise",
-        "distance ratio",
-    ]
-    sums = dict.fromkeys(keys, 0.0)
+    sums = dict.fromkeys(KEYS, 0.0)
     judge.generator().manual_seed(0)  # the prior noise of the latents
     for batch in batches:
         with model.inference():
@@ -97,18 +90,11 @@ def main() -> None:
     ]
     models += [(str(c), LZNLightningModule.load_from_checkpoint(c, map_location="cpu")) for c in args.ckpt]
     judge = build_run([args.recipe], [], seed=0, **QUIET).model  # the recipe's flow and alignment term
-    keys = [
-        "anchor retrieval",
-        "cosine retrieval",
-        "zone accuracy",
-        "zone accuracy, no noise",
-        "distance ratio",
-    ]
     print(f"{args.batches} batches of {args.batch} training images, two random views each\n")
-    print("| model | " + " | ".join(keys) + " |\n|---|" + "---:|" * len(keys))
+    print("| model | " + " | ".join(KEYS) + " |\n|---|" + "---:|" * len(KEYS))
     for name, model in models:
         m = measure(model, judge, batches)
-        print(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |", flush=True)
+        print(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in KEYS) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,12 @@ def _arg(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+#: ``build_run`` keywords for a run that is trained and then scored by a script (benchmarks, experiments):
+#: no logger, validation, checkpoints, progress bar, model summary or recipe callbacks.
+QUIET = {"logger": False, "validation": False, "checkpoints": False, "progress_bar": False,
+         "model_summary": False, "recipe_callbacks": False}  # fmt: skip
+
+
 def build_run(
     configs: Sequence[str | Path],
     overrides: Sequence[str] | Mapping[str, Any] = (),
